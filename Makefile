@@ -1,0 +1,125 @@
+# lua-onecli - build, test and install.
+#
+#   make demo       install what is missing, build, run the quickstart
+#                   against the bundled local OneCLI stand-in server
+#   make test       install what is missing, build, run every test
+#   make build      build onecli.core for each runtime in RUNTIMES
+#   make asan       the whole suite against an ASan+UBSan build
+#   make valgrind   the whole suite under valgrind (no definite leaks)
+#   make lint       luacheck
+#   make install    install into PREFIX (LuaRocks variable names)
+#
+# Variables follow LuaRocks' names, so `luarocks make` and distro
+# packagers can drive it: LUA_INCDIR, LIBFLAG, CFLAGS, PREFIX, LUADIR,
+# LIBDIR, DESTDIR.
+
+RUNTIMES    ?= lua5.4 luajit
+CC          ?= cc
+PKG_CONFIG  ?= pkg-config
+BUSTED      ?= busted
+
+WARNINGS    = -std=c99 -Wall -Wextra -pedantic -Wshadow -Wmissing-prototypes \
+              -Wstrict-prototypes
+CFLAGS      ?= -O2 -g
+CFLAGS      += $(WARNINGS) -fPIC -fvisibility=hidden
+LIBFLAG     ?= -shared
+CURL_CFLAGS := $(shell $(PKG_CONFIG) --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(or $(shell $(PKG_CONFIG) --libs libcurl 2>/dev/null),-lcurl)
+
+# Where each runtime's headers live (Debian paths).
+INCDIR_lua5.1 = /usr/include/lua5.1
+INCDIR_lua5.3 = /usr/include/lua5.3
+INCDIR_lua5.4 = /usr/include/lua5.4
+INCDIR_luajit = /usr/include/luajit-2.1
+
+# Installation (single runtime; LUA_INCDIR picks the headers).
+LUA_VERSION ?= 5.4
+PREFIX      ?= /usr/local
+LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
+LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
+LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+
+SOURCES     = csrc/core.c csrc/json.c csrc/errors.c csrc/backoff.c csrc/transport.c
+HEADERS     = csrc/onecli.h csrc/compat.h
+LUA_MODULES = $(wildcard lua/onecli/*.lua)
+
+# Debian packages the build and the tests need.
+DEB_BUILD   = gcc make pkg-config libcurl4-openssl-dev ca-certificates \
+              lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson
+DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl
+DEB_CHECK   = $(DEB_TEST) valgrind
+
+.PHONY: all build demo test test-only deps deps-build deps-check asan \
+        valgrind lint install rock-check clean
+
+all: build
+
+build: $(foreach r,$(RUNTIMES),build/$(r)/onecli/core.so)
+
+build/%/onecli/core.so: $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(INCDIR_$*) $(CURL_CFLAGS) $(LIBFLAG) -o $@ $(SOURCES) $(CURL_LIBS)
+
+# ---------------------------------------------------------------------
+# Installing what is missing (Debian; needs root or sudo).
+
+deps:
+	@sh .ci/deps $(DEB_TEST)
+
+deps-build:
+	@sh .ci/deps $(DEB_BUILD)
+
+deps-check:
+	@sh .ci/deps $(DEB_CHECK)
+
+# ---------------------------------------------------------------------
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	lua5.4 examples/demo.lua
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory test-only
+
+# Runs busted under each runtime (TAP), luacheck, and the installed-rock
+# check; prints one "N passed, N failed" line at the end.
+test-only:
+	@sh .ci/test-all "$(RUNTIMES)"
+
+lint:
+	luacheck lua spec examples
+
+rock-check:
+	@sh .ci/rock-check
+
+# ---------------------------------------------------------------------
+# Memory checking.
+
+ASAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize-recover=undefined
+
+build/asan/onecli/core.so: $(SOURCES) $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) -fPIC -fvisibility=hidden $(ASAN_FLAGS) -I$(INCDIR_lua5.4) \
+	    $(CURL_CFLAGS) -shared -o $@ $(SOURCES) $(CURL_LIBS)
+
+asan: deps build/asan/onecli/core.so
+	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
+	 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 ONECLI_BUILD_DIR=build/asan \
+	 sh .ci/test-all lua5.4 asan
+
+valgrind: deps-check build/lua5.4/onecli/core.so
+	@ONECLI_VALGRIND=1 sh .ci/test-all lua5.4 valgrind
+
+# ---------------------------------------------------------------------
+
+install: build/lua$(LUA_VERSION)/onecli/core.so
+	install -d $(DESTDIR)$(LUADIR)/onecli $(DESTDIR)$(LIBDIR)/onecli
+	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/onecli/
+	install -m 755 build/lua$(LUA_VERSION)/onecli/core.so $(DESTDIR)$(LIBDIR)/onecli/
+
+clean:
+	rm -rf build
