@@ -12,7 +12,10 @@
  *   parse_retry_after(v)    delay-seconds or an HTTP-date (any of the
  *                           three formats, read by curl_getdate).
  */
+#define _POSIX_C_SOURCE 200112L
+
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,10 +138,37 @@ static int l_backoff(lua_State *L)
     return 1;
 }
 
+/* core.sleep(seconds): blocking sleep for plain Lua scripts; event loops
+ * pass their own sleep function to the retry loop instead. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec req, rem;
+    luaL_argcheck(L, s >= 0 && s <= 86400, 1, "seconds must be between 0 and 86400");
+    req.tv_sec = (time_t)s;
+    req.tv_nsec = (long)((s - (lua_Number)req.tv_sec) * 1e9);
+    if (req.tv_nsec > 999999999L)
+        req.tv_nsec = 999999999L;
+    while (nanosleep(&req, &rem) != 0 && errno == EINTR)
+        req = rem;
+    return 0;
+}
+
+/* core.now() -> seconds from a monotonic clock, for measuring durations */
+static int l_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
 void onecli_backoff_open(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "backoff", l_backoff },
+        { "sleep", l_sleep },
+        { "now", l_now },
         { "parse_retry_after", l_parse_retry_after },
         { NULL, NULL }
     };

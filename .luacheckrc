@@ -1,0 +1,3 @@
+std = "max"
+files["spec"] = { std = "max+busted" }
+exclude_files = { "build" }

@@ -1,0 +1,63 @@
+--- lua-onecli: the Lua client for the OneCLI API.
+--
+--   local onecli = require("onecli")
+--   local client = onecli.new{ url = "http://127.0.0.1:10254", api_key = "oc_..." }
+--   for _, agent in ipairs(client.agents:list()) do print(agent.name) end
+--
+-- See README.md for configuration, errors and retries, and
+-- onecli/endpoints.lua for every method.
+
+local core = require("onecli.core")
+local client = require("onecli.client")
+
+local pcall, error = pcall, error
+local is_error = core.is_error
+
+local _M = {
+  _VERSION = core._VERSION,
+  VERSION = core._VERSION,
+
+  --- Creates a client (see README "Configuration").
+  new = client.new,
+
+  --- JSON null: send it to clear a nullable field ({ pathPattern = onecli.null }),
+  -- and compare against it in responses (agent.lastSeenAt == onecli.null).
+  null = core.null,
+
+  --- Marks a table as a JSON array so that an empty one is sent as [].
+  array = core.array,
+
+  --- An empty JSON array ([]), read-only.
+  empty_array = core.empty_array,
+
+  --- true if v is a OneCLI error object.
+  is_error = is_error,
+
+  json_encode = core.json_encode,
+  json_decode = core.json_decode,
+
+  --- The endpoint table the methods are generated from.
+  endpoints = client.endpoints,
+
+  user_agent = core.user_agent,
+}
+
+local function settle(ok, ...)
+  if ok then
+    return ...
+  end
+  local err = ...
+  if is_error(err) then
+    return nil, err
+  end
+  error(err, 0)   -- programming errors stay errors
+end
+
+--- Calls fn(...) and turns a raised OneCLI error into nil, err. Other
+-- errors (bugs, misuse) are raised again.
+--   local agents, err = onecli.try(client.agents.list, client.agents)
+function _M.try(fn, ...)
+  return settle(pcall(fn, ...))
+end
+
+return _M

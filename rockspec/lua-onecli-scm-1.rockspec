@@ -1,0 +1,54 @@
+rockspec_format = "3.0"
+package = "lua-onecli"
+version = "scm-1"
+
+source = {
+  url = "git+https://github.com/lua-onecli/lua-onecli.git",
+}
+
+description = {
+  summary = "Lua client for the OneCLI API, with a C core on libcurl",
+  detailed = [[
+lua-onecli wraps the OneCLI management API (agents, secrets, policy rules,
+app connections, user API keys): a C core does HTTP with libcurl (keep-alive,
+timeouts, TLS verification), JSON through lua-cjson and error normalization;
+a thin Lua layer returns plain tables, raises structured errors and retries
+what is safe to retry.
+]],
+  license = "MIT",
+  labels = { "onecli", "api", "http", "curl" },
+}
+
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson >= 2.1.0",
+}
+
+external_dependencies = {
+  CURL = {
+    header = "curl/curl.h",
+    library = "curl",
+  },
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["onecli"] = "lua/onecli/init.lua",
+    ["onecli.client"] = "lua/onecli/client.lua",
+    ["onecli.endpoints"] = "lua/onecli/endpoints.lua",
+    ["onecli.retry"] = "lua/onecli/retry.lua",
+    ["onecli.core"] = {
+      sources = {
+        "csrc/core.c",
+        "csrc/json.c",
+        "csrc/errors.c",
+        "csrc/backoff.c",
+        "csrc/transport.c",
+      },
+      libraries = { "curl" },
+      incdirs = { "$(CURL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)" },
+    },
+  },
+}
