@@ -60,11 +60,19 @@ double onecli_retry_after_seconds(const char *value, double now)
     if (*p == '\0')
         return -1;
     if (isdigit((unsigned char)*p)) {
-        seconds = strtod(p, &end);
+        /* delay-seconds: digits, optionally one decimal point (lenient);
+         * no hex, no exponent, no sign */
+        const char *q = p;
+        int dots = 0;
+        while (isdigit((unsigned char)*q) || (*q == '.' && dots++ == 0))
+            q++;
+        end = (char *)q;
         while (isspace((unsigned char)*end))
             end++;
-        if (*end == '\0')
-            return seconds >= 0 && seconds == seconds ? seconds : -1;
+        if (*end != '\0')
+            return -1;
+        seconds = strtod(p, NULL);
+        return seconds >= 0 && seconds == seconds ? seconds : -1;
     }
     if (!isalpha((unsigned char)*p))
         return -1;   /* "-5", "+3", garbage */

@@ -62,19 +62,14 @@ static const char *reason_phrase(long status)
 /* ---------------------------------------------------------------- */
 /* redaction                                                        */
 
-static int is_word_char(int c)
-{
-    return isalnum(c) || c == '_' || c == '-';
-}
-
 /* Length of a key-shaped token (oc_, oc_org_, aoc_ + 16 or more
- * alphanumerics) starting at s[i], or 0. */
+ * alphanumerics) starting at s[i], or 0. No word boundary is required
+ * before it: raw bodies carry keys right after escapes ("\\n", "%3D"),
+ * and masking a lookalike inside a word costs nothing. */
 static size_t key_token_length(const char *s, size_t len, size_t i)
 {
     static const char *const prefixes[] = { "oc_org_", "aoc_", "oc_" };
     size_t p;
-    if (i > 0 && is_word_char((unsigned char)s[i - 1]))
-        return 0;
     for (p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
         size_t plen = strlen(prefixes[p]), j = i + plen;
         if (len - i < plen || memcmp(s + i, prefixes[p], plen) != 0)
@@ -399,15 +394,17 @@ static int l_normalize(lua_State *L)
 
     lua_pushinteger(L, status);
     lua_setfield(L, err, "status");
-    set_string(L, err, "type", type);
+    set_redacted(L, err, "type", type, strlen(type), secret, secret_len);
     set_redacted(L, err, "message", message, strlen(message), secret, secret_len);
     lua_pushboolean(L, status_retryable(status));
     lua_setfield(L, err, "retryable");
     if (code)
         set_redacted(L, err, "code", code, strlen(code), secret, secret_len);
     if (request_id)
-        set_string(L, err, "request_id", request_id);
-    set_string(L, err, "method", method);
+        set_redacted(L, err, "request_id", request_id, strlen(request_id),
+                     secret, secret_len);
+    if (method)
+        set_redacted(L, err, "method", method, strlen(method), secret, secret_len);
     if (path)
         set_redacted(L, err, "path", path, strlen(path), secret, secret_len);
     if (retry_after) {
@@ -420,12 +417,18 @@ static int l_normalize(lua_State *L)
     lua_pushinteger(L, attempts);
     lua_setfield(L, err, "attempts");
     if (body_len > 0) {
-        size_t keep = body_len > ONECLI_ERROR_BODY_MAX ? ONECLI_ERROR_BODY_MAX : body_len;
-        set_redacted(L, err, "body", body, keep, secret, secret_len);
-        if (keep < body_len) {
+        /* redact the whole body first: a key cut in half by the
+         * truncation would no longer match */
+        size_t redacted_len;
+        push_redacted(L, body, body_len, secret, secret_len);
+        lua_tolstring(L, -1, &redacted_len);
+        if (redacted_len > ONECLI_ERROR_BODY_MAX) {
+            lua_pushlstring(L, lua_tostring(L, -1), ONECLI_ERROR_BODY_MAX);
+            lua_remove(L, -2);
             lua_pushboolean(L, 1);
             lua_setfield(L, err, "body_truncated");
         }
+        lua_setfield(L, err, "body");
     }
     set_string(L, err, "hint", hint);
     return 1;

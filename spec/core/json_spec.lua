@@ -1,0 +1,336 @@
+-- Specs for the JSON bridge of the C core: core.json_encode, core.json_decode,
+-- core.null, core.array, core.empty_array.
+
+local core = require("onecli.core")
+
+local HAS_INTEGERS = math.type ~= nil -- Lua 5.3/5.4; false on LuaJIT
+
+-- Deep comparison that also distinguishes integer from float subtypes on 5.3+.
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" and HAS_INTEGERS and math.type(a) ~= math.type(b) then return false end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    if not same(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return false end
+  end
+  return true
+end
+
+local function raises_string(f)
+  local ok, msg = pcall(f)
+  return not ok and type(msg) == "string", msg
+end
+
+describe("core.null", function()
+  it("is the lua-cjson null sentinel", function()
+    assert.are.equal(require("cjson").null, core.null)
+    assert.are.equal("userdata", type(core.null))
+  end)
+
+  it("decodes from JSON null", function()
+    assert.are.equal(core.null, core.json_decode('{"a":null}').a)
+    assert.are.equal(core.null, core.json_decode("[null]")[1])
+    assert.are.equal(core.null, core.json_decode("null"))
+  end)
+
+  it("encodes as JSON null", function()
+    assert.are.equal('{"a":null}', core.json_encode({ a = core.null }))
+    assert.are.equal("[1,null,3]", core.json_encode({ 1, core.null, 3 }))
+    assert.are.equal("null", core.json_encode(core.null))
+  end)
+end)
+
+describe("core.json_decode numbers", function()
+  if HAS_INTEGERS then
+    it("gives Lua integers for JSON integers", function()
+      local v = core.json_decode("[100]")[1]
+      assert.are.equal("integer", math.type(v))
+      assert.are.equal(100, v)
+    end)
+
+    it("gives integers for 0, negatives and nested values", function()
+      local doc = core.json_decode('{"a":0,"b":-42,"c":{"d":[7,{"e":123456789012}]},"f":-0}')
+      assert.are.equal("integer", math.type(doc.a))
+      assert.are.equal(0, doc.a)
+      assert.are.equal("integer", math.type(doc.b))
+      assert.are.equal(-42, doc.b)
+      assert.are.equal("integer", math.type(doc.c.d[1]))
+      assert.are.equal(7, doc.c.d[1])
+      assert.are.equal("integer", math.type(doc.c.d[2].e))
+      assert.are.equal(123456789012, doc.c.d[2].e)
+    end)
+
+    it("gives integers up to 2^53 - 1 exactly", function()
+      local v = core.json_decode("[9007199254740991, -9007199254740991]")
+      assert.are.equal("integer", math.type(v[1]))
+      assert.are.equal(9007199254740991, v[1])
+      assert.are.equal("integer", math.type(v[2]))
+      assert.are.equal(-9007199254740991, v[2])
+    end)
+
+    it("a top-level integer is an integer", function()
+      assert.are.equal("integer", math.type(core.json_decode("3")))
+    end)
+
+    it("keeps values beyond 2^53 as floats", function()
+      local v = core.json_decode("[18446744073709551616, -100000000000000000000]")
+      assert.are.equal("float", math.type(v[1]))
+      assert.are.equal(2 ^ 64, v[1])
+      assert.are.equal("float", math.type(v[2]))
+      assert.are.equal(-1e20, v[2])
+    end)
+
+    it("keeps fractions as floats", function()
+      local v = core.json_decode("[1.5, -0.25]")
+      assert.are.equal("float", math.type(v[1]))
+      assert.are.equal(1.5, v[1])
+      assert.are.equal("float", math.type(v[2]))
+      assert.are.equal(-0.25, v[2])
+    end)
+  else
+    it("gives plain numbers on LuaJIT", function()
+      local doc = core.json_decode('{"a":[100,-42,0],"b":1.5}')
+      assert.are.equal(100, doc.a[1])
+      assert.are.equal(-42, doc.a[2])
+      assert.are.equal(0, doc.a[3])
+      assert.are.equal(1.5, doc.b)
+      assert.are.equal(9007199254740991, core.json_decode("[9007199254740991]")[1])
+    end)
+  end
+end)
+
+describe("core.json_decode values", function()
+  it("decodes objects, arrays, strings and booleans", function()
+    local doc = core.json_decode('{"s":"x","t":true,"f":false,"a":[1,"two",{"three":3}],"o":{}}')
+    assert.is_true(same({ s = "x", t = true, f = false, a = { 1, "two", { three = 3 } }, o = {} }, doc))
+  end)
+
+  it("decodes escapes and UTF-8", function()
+    assert.are.equal('a"b\\c/d\n\t', core.json_decode('"a\\"b\\\\c\\/d\\n\\t"'))
+    assert.are.equal("\xc3\xa9", core.json_decode('"\\u00e9"'))
+    assert.are.equal("\xf0\x9f\x8e\x89", core.json_decode('"\\ud83c\\udf89"'))
+    local utf8_text = "h\xc3\xa9llo \xe6\x97\xa5\xe6\x9c\xac"
+    assert.are.equal(utf8_text, core.json_decode('"' .. utf8_text .. '"'))
+  end)
+
+  it("decodes a real capture body", function()
+    local doc = core.json_decode(
+      '{"error":{"message":"Agent not found","type":"not_found_error"}}')
+    assert.are.equal("Agent not found", doc.error.message)
+    assert.are.equal("not_found_error", doc.error.type)
+  end)
+end)
+
+describe("core.json_decode on invalid input", function()
+  local BAD = {
+    "", " ", "{", "}", "[1,]", "[1 2]", "nul", "tru", "{'a':1}", '{"a":}', '"unterminated',
+    "[1] trailing", '{"a":1}}', "<html></html>", "\0", "-", "NaN", "Infinity", "[-Infinity]", "0x10",
+  }
+  for _, s in ipairs(BAD) do
+    it(string.format("returns nil and a message for %q", s), function()
+      local ok, v, msg = pcall(core.json_decode, s)
+      assert.is_true(ok, "raised: " .. tostring(v))
+      assert.is_nil(v)
+      assert.are.equal("string", type(msg))
+      assert.is_true(#msg > 0)
+    end)
+  end
+
+  it("returns nil and a message for absurdly deep nesting", function()
+    local ok, v, msg = pcall(core.json_decode, string.rep("[", 100000) .. string.rep("]", 100000))
+    assert.is_true(ok, "raised: " .. tostring(v))
+    assert.is_nil(v)
+    assert.are.equal("string", type(msg))
+  end)
+
+  it("still decodes after an error", function()
+    core.json_decode("{")
+    assert.are.equal(1, core.json_decode('{"a":1}').a)
+  end)
+end)
+
+describe("core.json_encode", function()
+  it("encodes integers without a fraction", function()
+    assert.are.equal('{"n":3}', core.json_encode({ n = 3 }))
+    assert.are.equal("[0,-7,1000000]", core.json_encode({ 0, -7, 1000000 }))
+    assert.are.equal("42", core.json_encode(42))
+  end)
+
+  it("encodes epoch milliseconds exactly", function()
+    assert.are.equal("[1751234567890]", core.json_encode({ 1751234567890 }))
+  end)
+
+  it("encodes integers up to 2^53 - 1 exactly, without exponent", function()
+    local bad = {}
+    for _, c in ipairs({
+      { 100000000000000, "100000000000000" },
+      { 123456789012345, "123456789012345" },
+      { 1751234567890123, "1751234567890123" },
+      { 9007199254740991, "9007199254740991" },
+      { -9007199254740991, "-9007199254740991" },
+    }) do
+      local got = core.json_encode({ c[1] })
+      if got ~= "[" .. c[2] .. "]" then bad[#bad + 1] = c[2] .. " -> " .. got end
+    end
+    assert.is_true(#bad == 0, "inexact: " .. table.concat(bad, ", "))
+  end)
+
+  it("encodes fractions", function()
+    assert.are.equal('{"x":1.5}', core.json_encode({ x = 1.5 }))
+    assert.are.equal("[-0.25]", core.json_encode({ -0.25 }))
+  end)
+
+  it("encodes scalars and booleans", function()
+    assert.are.equal('"x"', core.json_encode("x"))
+    assert.are.equal("true", core.json_encode(true))
+    assert.are.equal("[true,false]", core.json_encode({ true, false }))
+  end)
+
+  it("encodes an unmarked empty table as an object", function()
+    assert.are.equal("{}", core.json_encode({}))
+    assert.are.equal('{"a":{}}', core.json_encode({ a = {} }))
+  end)
+
+  it("encodes a plain sequence as an array", function()
+    assert.are.equal('["a","b","c"]', core.json_encode({ "a", "b", "c" }))
+  end)
+
+  it("encodes objects with several keys (checked by decoding)", function()
+    local s = core.json_encode({ name = "My Agent", identifier = "my-agent", n = 2, ok = false })
+    assert.are.equal("{", s:sub(1, 1))
+    local doc = require("cjson").decode(s)
+    assert.are.equal("My Agent", doc.name)
+    assert.are.equal("my-agent", doc.identifier)
+    assert.are.equal(2, doc.n)
+    assert.are.equal(false, doc.ok)
+  end)
+
+  it("round-trips strings with quotes, backslashes, control characters and UTF-8", function()
+    local strings = {
+      'he said "hi"', "C:\\path\\to", "a/b", "tab\there", "nl\nand\rcr", "\0nul\0",
+      "\1\2\3\31\127", "h\xc3\xa9llo \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8e\x89", "",
+      string.rep("x", 70000),
+    }
+    for i, s in ipairs(strings) do
+      local enc = core.json_encode({ v = s })
+      assert.is_falsy(enc:find("[%z\1-\31]"), "raw control byte in encoding of string " .. i)
+      assert.are.equal(s, core.json_decode(enc).v, "string " .. i)
+      assert.are.equal(s, require("cjson").decode(enc).v, "string " .. i .. " (decoded by lua-cjson)")
+    end
+  end)
+
+  it("escapes quotes and backslashes", function()
+    assert.are.equal('"a\\"b\\\\c"', core.json_encode('a"b\\c'))
+  end)
+
+  it("encodes an API request body", function()
+    local s = core.json_encode({ name = "Bot", identifier = "bot" })
+    local doc = core.json_decode(s)
+    assert.is_true(same({ name = "Bot", identifier = "bot" }, doc))
+  end)
+end)
+
+describe("core.array and core.empty_array", function()
+  it("marks an empty table as an array", function()
+    assert.are.equal('{"secretIds":[]}', core.json_encode({ secretIds = core.array({}) }))
+  end)
+
+  it("returns the table it was given", function()
+    local t = {}
+    assert.are.equal(t, core.array(t))
+    local u = { 1, 2 }
+    assert.are.equal(u, core.array(u))
+  end)
+
+  it("creates a new array when called without a table", function()
+    local a = core.array()
+    assert.are.equal("table", type(a))
+    assert.are.equal("[]", core.json_encode(a))
+    assert.are_not.equal(a, core.array())
+  end)
+
+  it("core.empty_array encodes as []", function()
+    assert.are.equal("[]", core.json_encode(core.empty_array))
+    assert.are.equal('{"connections":[]}', core.json_encode({ connections = core.empty_array }))
+  end)
+
+  it("nested empty arrays inside arrays and objects", function()
+    assert.are.equal("[[],[]]", core.json_encode(core.array({ core.array(), core.empty_array })))
+    assert.are.equal("[[],[]]", core.json_encode({ core.array(), core.empty_array }))
+    assert.are.equal('{"a":{"b":[]}}', core.json_encode({ a = { b = core.array() } }))
+    assert.are.equal('{"a":[[[]]]}', core.json_encode({ a = core.array({ core.array({ core.array() }) }) }))
+  end)
+
+  it("a marked non-empty array encodes its elements", function()
+    assert.are.equal("[1,2]", core.json_encode(core.array({ 1, 2 })))
+    assert.are.equal('{"agentIds":["a","b"]}', core.json_encode({ agentIds = core.array({ "a", "b" }) }))
+  end)
+
+  it("encoding the same marked table twice gives the same result", function()
+    local t = { ids = core.array({}) }
+    local first = core.json_encode(t)
+    assert.are.equal('{"ids":[]}', first)
+    assert.are.equal(first, core.json_encode(t))
+    assert.are.equal("[]", core.json_encode(core.empty_array))
+    assert.are.equal("[]", core.json_encode(core.empty_array))
+  end)
+
+  it("encoding does not modify the input tables", function()
+    local inner = core.array({})
+    local mt = getmetatable(inner)
+    local outer = { a = inner, b = { 1, 2 }, c = {} }
+    core.json_encode(outer)
+    assert.are.equal(mt, getmetatable(inner))
+    assert.is_nil(next(inner))
+    assert.is_nil(next(outer.c))
+    assert.is_nil(getmetatable(outer))
+    assert.is_nil(getmetatable(outer.c))
+    local keys = 0
+    for _ in pairs(outer) do keys = keys + 1 end
+    assert.are.equal(3, keys)
+    assert.are.equal(2, #outer.b)
+  end)
+
+  it("an unmarked empty table next to a marked one still encodes as {}", function()
+    local s = core.json_encode(core.array({ {}, core.array() }))
+    assert.are.equal("[{},[]]", s)
+  end)
+end)
+
+describe("core.json_encode rejects values JSON cannot hold", function()
+  local cyclic = {}
+  cyclic.self = cyclic
+  local cyclic_array = {}
+  cyclic_array[1] = cyclic_array
+  local CASES = {
+    { "a function", function() end },
+    { "a function in a table", { f = print } },
+    { "a coroutine", coroutine.create(function() end) },
+    { "a file handle (userdata)", io.stdout },
+    { "a cyclic table", cyclic },
+    { "a cyclic array", cyclic_array },
+    { "NaN", 0 / 0 },
+    { "NaN in a table", { x = 0 / 0 } },
+    { "infinity", math.huge },
+    { "-infinity in an array", { -math.huge } },
+    { "a mixed table", { 1, 2, a = 3 } },
+    { "a sparse array", { [1] = 1, [5] = 5 } },
+    { "a sparse array with one hole", { [1] = "a", [3] = "c" } },
+    { "an array starting at 2", { [2] = "b" } },
+    { "a boolean key", { [true] = 1 } },
+  }
+  for _, c in ipairs(CASES) do
+    it(c[1], function()
+      local ok, msg = raises_string(function() return core.json_encode(c[2]) end)
+      assert.is_true(ok, "did not raise a string error: " .. tostring(msg))
+    end)
+  end
+
+  it("still encodes after an error", function()
+    pcall(core.json_encode, cyclic)
+    assert.are.equal('{"a":[]}', core.json_encode({ a = core.array() }))
+  end)
+end)
