@@ -401,7 +401,7 @@ static int transport_request(lua_State *L)
     const char *method, *url, *path, *secret, *body = NULL;
     size_t body_len = 0;
     long timeout_ms, connect_timeout_ms, status = 0, request_size = 0;
-    int headers_idx = 0;
+    int headers_idx = 0, fresh_connect;
     CURLcode rc = CURLE_OK;
 
     if (t->easy == NULL)
@@ -426,6 +426,9 @@ static int transport_request(lua_State *L)
         return luaL_error(L, "a %s request cannot have a body", method);
     timeout_ms = opt_seconds_ms(L, 2, "timeout", t->timeout_ms);
     connect_timeout_ms = opt_seconds_ms(L, 2, "connect_timeout", t->connect_timeout_ms);
+    lua_getfield(L, 2, "fresh_connect");
+    fresh_connect = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 2, "headers");                                    /* 4 */
     if (!lua_isnil(L, 4)) {
         luaL_checktype(L, 4, LUA_TTABLE);
@@ -453,6 +456,10 @@ static int transport_request(lua_State *L)
     SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    /* libcurl re-sends a request once, silently, when a reused connection
+     * closes without an answer; requests that must not be repeated ask
+     * for a connection of their own instead */
+    SETOPT(CURLOPT_FRESH_CONNECT, fresh_connect ? 1L : 0L);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, connect_timeout_ms);

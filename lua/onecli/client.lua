@@ -18,6 +18,7 @@ local error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, 
       error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, pcall, next
 local concat, sort = table.concat, table.sort
 local fmt, byte = string.format, string.byte
+local floor = math.floor
 local json_encode, json_decode = core.json_encode, core.json_decode
 local normalize, redact = core.normalize, core.redact
 local now = core.now
@@ -352,6 +353,10 @@ function Client:_send(method, path, body, query, opts, ep)
     timeout = opts.timeout or self.timeout,
     connect_timeout = opts.connect_timeout or self.connect_timeout,
     secret = key,
+    -- a request that must not be repeated gets its own connection: libcurl
+    -- silently re-sends a request once when a reused connection closes
+    -- without an answer, which for a POST could create a duplicate
+    fresh_connect = not (ep and ep.idempotent),
   }
   local expect = ep and ep.response or "json"
   local transport = self._transport
@@ -362,7 +367,7 @@ function Client:_send(method, path, body, query, opts, ep)
     if self._logger then
       self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
                     err and ((err.status and (err.status .. " ") or "") .. err.type) or "ok",
-                    (now() - started) * 1000 + 0.5, n))
+                    floor((now() - started) * 1000 + 0.5), n))
     end
     return result, err
   end

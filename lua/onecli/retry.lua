@@ -49,7 +49,7 @@ end
 -- attempt(n) returns result (success) or nil, err.
 -- policy: { method=, idempotent=?, max_retries=, sleep=, base=, max=,
 --           max_retry_after=, on_retry=function(err, n, delay)? }
--- Returns result, attempts | nil, err (err.attempts set).
+-- Returns result, nil, attempts | nil, err, attempts (err.attempts set).
 function _M.run(attempt, policy)
   local max_retries = policy.max_retries or 0
   local n = 0
@@ -57,11 +57,11 @@ function _M.run(attempt, policy)
     n = n + 1
     local result, err = attempt(n)
     if err == nil then
-      return result, n
+      return result, nil, n
     end
     err.attempts = n
     if n > max_retries or not _M.should_retry(err, policy.method, policy.idempotent) then
-      return nil, err
+      return nil, err, n
     end
     local delay = backoff(n, {
       base = policy.base,
