@@ -84,13 +84,15 @@ static int json_exact_number(lua_State *L, int idx, char *buf, size_t size)
     d = lua_tonumber(L, idx);
     if (d == floor(d) && fabs(d) < 1e14)
         return 0;
+    if (d == floor(d) && fabs(d) < 9.2e18) {
+        /* an integral value (LuaJIT has no integer subtype): no exponent */
+        snprintf(buf, size, "%.0f", (double)d);
+        return 1;
+    }
     snprintf(buf, size, "%.14g", (double)d);
     if (strtod(buf, NULL) == d)
         return 0;
-    if (d == floor(d) && fabs(d) < 9.2e18)
-        snprintf(buf, size, "%.0f", (double)d);
-    else
-        snprintf(buf, size, "%.17g", (double)d);
+    snprintf(buf, size, "%.17g", (double)d);
     return 1;
 }
 
@@ -246,7 +248,8 @@ static void json_substitute(lua_State *L, int lits)
     prefix = lua_tolstring(L, -1, &plen);
     lua_insert(L, -2);                     /* keep both strings anchored */
     luaL_buffinit(L, &b);
-    while ((p = strstr(s, prefix)) != NULL && p > s && p[-1] == '"') {
+    /* every placeholder sits in quotes: "<prefix><n>" */
+    while ((p = strstr(s, prefix)) != NULL) {
         char *q;
         long n = strtol(p + plen, &q, 10);
         luaL_addlstring(&b, s, (size_t)(p - 1 - s));

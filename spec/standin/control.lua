@@ -1,0 +1,197 @@
+-- Test hooks under /__control/ (no auth, both modes): fault injection,
+-- request log, statistics, reset, shutdown.
+local json = require("standin.json")
+local reply = require("standin.reply")
+local pages = require("standin.pages")
+local http = require("standin.http")
+
+local _M = {}
+_M.__index = _M
+
+local obj, array, null, typeof = json.obj, json.array, json.null, json.typeof
+local ipairs, remove, setmetatable, floor = ipairs, table.remove, setmetatable, math.floor
+
+_M.PREFIX = "/__control/"
+local MAX_LOG = 10000
+
+local KINDS = { status = true, delay = true, drop = true, hang = true, html502 = true, bad_json = true,
+  echo_key = true }
+
+-- api: the standin.api instance (for reset and info)
+function _M.new(api)
+  local self = setmetatable({ api = api, epoch = 0 }, _M)
+  self:reset()
+  return self
+end
+
+function _M:reset()
+  self.faults, self.log = {}, {}
+  self.requests, self.connections, self.accepted = 0, 0, 0
+  self.epoch = self.epoch + 1
+  self.next_fault_id = 1
+end
+
+function _M.is_control(path)
+  return path:sub(1, #_M.PREFIX) == _M.PREFIX
+end
+
+------------------------------------------------------------------------------
+-- Bookkeeping called by the engine
+------------------------------------------------------------------------------
+
+function _M:on_accept()
+  self.accepted = self.accepted + 1
+end
+
+function _M:record(req, conn)
+  self.requests = self.requests + 1
+  if conn.counted_epoch ~= self.epoch then
+    conn.counted_epoch = self.epoch
+    self.connections = self.connections + 1
+  end
+  local headers = obj()
+  for _, h in ipairs(req.header_list) do
+    if headers[h[1]] == nil then json.set(headers, h[1], req.headers[h[1]]) end
+  end
+  self.log[#self.log + 1] = obj("method", req.method, "path", req.path, "query", req.query_raw or null,
+    "headers", headers, "body", req.body or null, "connection", conn.id)
+  if #self.log > MAX_LOG then remove(self.log, 1) end
+end
+
+-- First matching fault (insertion order); consumes one use of it.
+function _M:take_fault(method, norm_path)
+  for i, f in ipairs(self.faults) do
+    if (not f.method or f.method == method) and (not f.path or f.path == norm_path) then
+      f.count = f.count - 1
+      if f.count <= 0 then remove(self.faults, i) end
+      return f
+    end
+  end
+  return nil
+end
+
+------------------------------------------------------------------------------
+-- Fault replies
+------------------------------------------------------------------------------
+
+local function default_status_body(status)
+  if status == 204 or status == 304 then return nil end
+  if status == 500 then return json.encode(obj("error", obj("message", "An unexpected error occurred.",
+    "type", "api_error"))) end
+  if status == 429 then return json.encode(obj("error", obj("message", "Too many requests. Try again shortly.",
+    "type", "rate_limit_error"))) end
+  if status == 503 then return json.encode(obj("error", "Service Unavailable")) end
+  return json.encode(obj("error", obj("message", http.reason(status), "type", reply.type_for_status(status))))
+end
+
+local function bearer(req)
+  return (req.headers.authorization or ""):match("^[Bb]earer%s+(.*)$") or ""
+end
+
+-- Reply for the kinds that answer (status, html502, bad_json, echo_key).
+function _M.fault_reply(fault, req)
+  if fault.kind == "html502" then
+    return { status = 502, body = pages.NGINX_502, ctype = "text/html" }
+  elseif fault.kind == "bad_json" then
+    return { status = 200, body = '{"id":"abc","name":', ctype = "application/json" }
+  elseif fault.kind == "echo_key" then
+    return reply.unauthorized("Invalid API key or token: " .. bearer(req))
+  end
+  local headers = {}
+  for _, k in ipairs(json.keys(fault.headers or {})) do headers[#headers + 1] = { k, fault.headers[k] } end
+  local body = fault.body
+  if body == nil then body = default_status_body(fault.status) end
+  return { status = fault.status, body = body, ctype = fault.ctype or "application/json", headers = headers }
+end
+
+------------------------------------------------------------------------------
+-- Control endpoints
+------------------------------------------------------------------------------
+
+local function bad(msg) return reply.json(400, obj("error", msg)) end
+
+local function is_int(x) return typeof(x) == "number" and x == floor(x) end
+
+local function check_headers(h)
+  if h == nil then return true end
+  if typeof(h) ~= "object" then return false end
+  for _, k in ipairs(json.keys(h)) do
+    if typeof(h[k]) ~= "string" then return false end
+  end
+  return true
+end
+
+local function validate_fault(b)
+  if typeof(b) ~= "object" then return "body must be a JSON object" end
+  if not KINDS[b.kind] then return "kind must be one of status, delay, drop, hang, html502, bad_json, echo_key" end
+  if b.count ~= nil and not (is_int(b.count) and b.count >= 1) then return "count must be an integer >= 1" end
+  if b.method ~= nil and typeof(b.method) ~= "string" then return "method must be a string" end
+  if b.path ~= nil and typeof(b.path) ~= "string" then return "path must be a string" end
+  if b.kind == "status" and not (is_int(b.status) and b.status >= 100 and b.status <= 599) then
+    return "status kind needs an integer status (100-599)"
+  end
+  if b.kind == "delay" and not (typeof(b.seconds) == "number" and b.seconds >= 0) then
+    return "delay kind needs seconds >= 0"
+  end
+  if not check_headers(b.headers) then return "headers must be an object of strings" end
+  if b.body ~= nil and typeof(b.body) ~= "string" then return "body must be a string" end
+  return nil
+end
+
+function _M:add_fault(body)
+  local b = json.decode(body or "")
+  local err = validate_fault(b)
+  if err then return bad(err) end
+  local fault = {
+    id = self.next_fault_id, kind = b.kind, method = b.method and b.method:upper(), path = b.path,
+    count = b.count or 1, status = b.status, seconds = b.seconds, headers = b.headers, body = b.body,
+  }
+  self.next_fault_id = self.next_fault_id + 1
+  self.faults[#self.faults + 1] = fault
+  return reply.json(201, obj("id", fault.id, "pending", #self.faults))
+end
+
+function _M:list_faults()
+  local out = array()
+  for i, f in ipairs(self.faults) do
+    out[i] = obj("id", f.id, "kind", f.kind, "method", f.method or null, "path", f.path or null,
+      "count", f.count, "status", f.status, "seconds", f.seconds)
+  end
+  return reply.ok(out)
+end
+
+function _M:info()
+  local api, state = self.api, self.api.state
+  local default = nil
+  for _, a in ipairs(state.agents) do
+    if a.is_default then default = a.id end
+  end
+  return reply.ok(obj("mode", api.mode, "api_key", state.api_key, "org_key", state.org_key,
+    "project_id", state.project_id, "version", api.version, "default_agent_id", default))
+end
+
+function _M:stats()
+  return reply.ok(obj("connections", self.connections, "requests", self.requests, "accepted", self.accepted,
+    "faults", #self.faults))
+end
+
+-- Returns reply, action ("shutdown" or nil).
+function _M:handle(req)
+  local name = req.path:sub(#_M.PREFIX + 1)
+  local m = req.method
+  if name == "faults" and m == "POST" then return self:add_fault(req.body) end
+  if name == "faults" and m == "GET" then return self:list_faults() end
+  if name == "faults" and m == "DELETE" then self.faults = {}; return reply.success() end
+  if name == "requests" and m == "GET" then return reply.ok(array(self.log)) end
+  if name == "stats" and m == "GET" then return self:stats() end
+  if name == "info" and m == "GET" then return self:info() end
+  if name == "reset" and m == "POST" then
+    self.api:reset()
+    self:reset()
+    return reply.success()
+  end
+  if name == "shutdown" and m == "POST" then return reply.success(), "shutdown" end
+  return reply.json(404, obj("error", "unknown control endpoint: " .. m .. " " .. req.path))
+end
+
+return _M

@@ -1,0 +1,175 @@
+-- Start and stop the stand-in server as a background process.
+--
+--   local launcher = require("standin.launcher")
+--   local srv = launcher.start{ mode = "v2", lua = "luajit", max_lifetime = 300 }
+--   srv.url        -- "http://127.0.0.1:PORT/v1"
+--   srv.origin     -- "http://127.0.0.1:PORT"
+--   srv.port, srv.mode, srv.api_key, srv.org_key, srv.project_id, srv.pid
+--   srv:control(method, path, body_table_or_nil) -> status, decoded JSON
+--   srv:fault{ kind = "status", status = 500, path = "/v1/agents" }
+--   srv:requests(), srv:stats(), srv:info(), srv:reset()
+--   srv:stop()     -- idempotent; kills the process if shutdown does not work
+--
+-- Options of start: mode ("v1"), lua ("lua5.4"), max_lifetime (300),
+-- host ("127.0.0.1"), api_key, org_key, project_id, quiet (true),
+-- timeout (10 s to wait for the port file).
+local socket = require("socket")
+local json = require("standin.json")
+local client = require("standin.client")
+
+local _M = {}
+local Server = {}
+Server.__index = Server
+
+local format, tostring, tonumber, setmetatable = string.format, tostring, tonumber, setmetatable
+local sleep, gettime = socket.sleep, socket.gettime
+
+local function own_dir()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  return src:match("^(.*)[/\\][^/\\]*$") or "."
+end
+
+_M.server_path = own_dir() .. "/server.lua"
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+-- os.execute returns a number in Lua 5.1/LuaJIT and true/nil from 5.2 on.
+local function run_ok(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+-- Alive and not a zombie (PID 1 in a container may never reap it).
+function _M.alive(pid)
+  local stat = read_file("/proc/" .. pid .. "/stat")
+  if stat then
+    local state = stat:match("^%d+ %b() (%a)")
+    return state ~= "Z" and state ~= "X"
+  end
+  if read_file("/proc/self/stat") then return false end
+  return run_ok("kill -0 " .. pid .. " 2>/dev/null")
+end
+
+local function wait_until(timeout, fn)
+  local deadline = gettime() + timeout
+  while gettime() < deadline do
+    if fn() then return true end
+    sleep(0.02)
+  end
+  return fn()
+end
+
+local function spawn(opts, port_file, err_file)
+  local args = {
+    opts.lua or "lua5.4", shell_quote(_M.server_path),
+    "--mode", shell_quote(opts.mode or "v1"),
+    "--host", shell_quote(opts.host or "127.0.0.1"),
+    "--port", "0", "--port-file", shell_quote(port_file),
+    "--max-lifetime", tostring(opts.max_lifetime or 300),
+  }
+  for _, o in ipairs({ { "api_key", "--api-key" }, { "org_key", "--org-key" }, { "project_id", "--project-id" } }) do
+    if opts[o[1]] then args[#args + 1] = o[2] .. " " .. shell_quote(opts[o[1]]) end
+  end
+  if opts.quiet ~= false then args[#args + 1] = "--quiet" end
+  local cmd = table.concat(args, " ") .. " </dev/null >/dev/null 2>" .. shell_quote(err_file) .. " & echo $!"
+  local p = assert(io.popen(cmd, "r"))
+  local pid = p:read("*l")
+  p:close()
+  return tonumber(pid)
+end
+
+function _M.start(opts)
+  opts = opts or {}
+  local port_file, err_file = os.tmpname(), os.tmpname()
+  os.remove(port_file)
+  local pid = spawn(opts, port_file, err_file)
+  local srv = setmetatable({
+    pid = pid, mode = opts.mode or "v1", host = opts.host or "127.0.0.1",
+    files = { port_file, port_file .. ".tmp", err_file }, err_file = err_file,
+  }, Server)
+  local port
+  wait_until(opts.timeout or 10, function()
+    port = tonumber(read_file(port_file) or "")
+    return port ~= nil or not (pid and _M.alive(pid))
+  end)
+  if not port then
+    local stderr = read_file(err_file) or ""
+    srv:stop()
+    error(format("onecli stand-in failed to start (pid %s): %s", tostring(pid), stderr), 2)
+  end
+  srv.port = port
+  srv.origin = format("http://%s:%d", srv.host, port)
+  srv.url = srv.origin .. "/v1"
+  local status, info = srv:info()
+  if status ~= 200 then
+    srv:stop()
+    error("onecli stand-in does not answer /__control/info: " .. tostring(status), 2)
+  end
+  srv.api_key, srv.org_key, srv.project_id = info.api_key, info.org_key, info.project_id
+  return srv
+end
+
+-- Raw control call; returns status, decoded JSON (or raw body), response.
+function Server:control(method, path, body)
+  local res, err = client.request(self.port, {
+    host = self.host, method = method, path = path, timeout = 5,
+    headers = body ~= nil and { { "Content-Type", "application/json" } } or nil,
+    body = body ~= nil and json.encode(body) or nil,
+  })
+  if not res then return nil, err end
+  local decoded = json.decode(res.body)
+  if decoded == nil then decoded = res.body end
+  return res.status, decoded, res
+end
+
+local function checked(self, method, path, body)
+  local status, data = self:control(method, path, body)
+  if not status or status >= 300 then
+    error(format("stand-in control %s %s failed: %s %s", method, path, tostring(status),
+      type(data) == "table" and json.encode(data) or tostring(data)), 3)
+  end
+  return data
+end
+
+function Server:fault(tbl) return checked(self, "POST", "/__control/faults", tbl) end
+function Server:requests() return checked(self, "GET", "/__control/requests") end
+function Server:stats() return checked(self, "GET", "/__control/stats") end
+function Server:reset()
+  checked(self, "POST", "/__control/reset")
+  local info = checked(self, "GET", "/__control/info")
+  self.api_key = info.api_key
+  return info
+end
+function Server:info() return self:control("GET", "/__control/info") end
+
+function Server:running()
+  return self.pid ~= nil and _M.alive(self.pid)
+end
+
+function Server:stop()
+  if self.stopped then return end
+  self.stopped = true
+  if self.port and self:running() then pcall(self.control, self, "POST", "/__control/shutdown") end
+  if self.pid then
+    if not wait_until(3, function() return not _M.alive(self.pid) end) then
+      run_ok("kill " .. self.pid .. " 2>/dev/null")
+      if not wait_until(1, function() return not _M.alive(self.pid) end) then
+        run_ok("kill -9 " .. self.pid .. " 2>/dev/null")
+      end
+    end
+  end
+  for _, f in ipairs(self.files) do os.remove(f) end
+end
+
+return _M
