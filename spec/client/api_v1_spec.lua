@@ -4,26 +4,13 @@
 -- endpoint of onecli.endpoints was called here.
 local onecli = require("onecli")
 local launcher = require("standin.launcher")
+local api = require("support.api")
 
 local srv, client
 local exercised = {}
 
--- Records which endpoint each call went through.
-local function track(c)
-  local send = c._send
-  c._send = function(self, method, path, body, query, opts, ep)
-    if ep and ep.name then exercised[ep.name] = true end
-    return send(self, method, path, body, query, opts, ep)
-  end
-  return c
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(onecli.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
+local function track(c) return api.track(c, exercised) end
+local raised = api.raised
 
 describe("API against a v1 server", function()
   local agent_id, secret_id, rule_id, connection_id, default_id
@@ -268,10 +255,6 @@ describe("API against a v1 server", function()
   end)
 
   it("exercised every endpoint of the table", function()
-    local missing = {}
-    for _, ep in ipairs(onecli.endpoints) do
-      if not exercised[ep.name] then missing[#missing + 1] = ep.name end
-    end
-    assert.are.same({}, missing)
+    assert.are.same({}, api.missing(exercised))
   end)
 end)

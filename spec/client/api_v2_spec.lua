@@ -1,32 +1,17 @@
 -- Every generated method against the stand-in in v2 mode (v2.0.1: keys
 -- required, x-request-id on every response, retired routes answer 410).
-local onecli = require("onecli")
 local launcher = require("standin.launcher")
+local api = require("support.api")
 
 local srv, client
 local exercised = {}
 
-local function track(c)
-  local send = c._send
-  c._send = function(self, method, path, body, query, opts, ep)
-    if ep and ep.name then exercised[ep.name] = true end
-    return send(self, method, path, body, query, opts, ep)
-  end
-  return c
-end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(onecli.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
+local function track(c) return api.track(c, exercised) end
+local raised = api.raised
 
 local function new_client(opts)
-  opts.url = opts.url or srv.url
   opts.max_retries = opts.max_retries or 0
-  opts.getenv = function() end
-  return onecli.new(opts)
+  return api.client(srv, opts)
 end
 
 -- A 410 names the route that replaced the retired one.
@@ -193,10 +178,6 @@ describe("API against a v2 server", function()
   end)
 
   it("exercised every endpoint of the table", function()
-    local missing = {}
-    for _, ep in ipairs(onecli.endpoints) do
-      if not exercised[ep.name] then missing[#missing + 1] = ep.name end
-    end
-    assert.are.same({}, missing)
+    assert.are.same({}, api.missing(exercised))
   end)
 end)

@@ -4,22 +4,15 @@
 local onecli = require("onecli")
 local core = require("onecli.core")
 local launcher = require("standin.launcher")
+local api = require("support.api")
 local socket = require("socket")
 
 local srv
 
 local function new_client(opts)
-  opts.url = opts.url or srv.url
-  opts.getenv = function() end
-  return onecli.new(opts)
+  return api.client(srv, opts)
 end
-
-local function raised(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(onecli.is_error(err), "expected an error object, got " .. tostring(err))
-  return err
-end
+local raised = api.raised
 
 -- Counts the requests the server saw for a path.
 local function hits(path, method)
