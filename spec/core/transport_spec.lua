@@ -100,7 +100,8 @@ describe("core.new_transport", function()
       package.cpath = %q
       local core = require("onecli.core")
       local t = core.new_transport({ timeout = 5 })
-      local status, err = t:request({ method = "GET", url = "http://onecli-proxy-check.invalid/v1/health" })
+      local status, err = t:request({ method = "GET",
+                                      url = "http://onecli-proxy-check.invalid/v1/health" })
       io.write(status and "status" or err.code)
     ]]):format(package.cpath)
     local p = io.popen(("env -u no_proxy -u NO_PROXY http_proxy=http://127.0.0.1:%d %s -e %q"):format(
