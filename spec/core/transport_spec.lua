@@ -86,7 +86,8 @@ describe("core.new_transport", function()
   it("a request with a body sends it with its length", function()
     local t = core.new_transport()
     local status = t:request({ method = "POST", url = srv.url .. "/agents",
-      body = '{"name":"T","identifier":"t"}', headers = { Authorization = "Bearer " .. srv.api_key, ["Content-Type"] = "application/json" } })
+      body = '{"name":"T","identifier":"t"}',
+      headers = { Authorization = "Bearer " .. srv.api_key, ["Content-Type"] = "application/json" } })
     assert.are.equal(201, status)
     local r = srv:requests()
     assert.are.equal('{"name":"T","identifier":"t"}', r[#r].body)
