@@ -43,12 +43,13 @@ local CLIENT_OPTIONS = {
   backoff_base = "number", backoff_max = "number", max_retry_after = "number",
   ca_file = "string", insecure = "boolean", user_agent = "string",
   raise = "boolean", transport = "transport", sleep = "function",
-  log = "function", getenv = "function",
+  log = "function", getenv = "function", gateway_url = "string",
 }
 
 local CALL_OPTIONS = {
   project_id = "string", timeout = "number", connect_timeout = "number",
   max_retries = "number", headers = "table", raise = "boolean",
+  callback = "function",
 }
 
 -- The client's API key lives here, not in the client table, so that
@@ -158,8 +159,10 @@ local VERBS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true
 local SCOPES = { project = true, any = true, none = true }
 local ENTRY_FIELDS = {
   body = true, shorthand = true, arrays = true, query = true, response = true,
-  idempotent = true, after = true, doc = true,
+  idempotent = true, after = true, doc = true, base = true, fallback = true,
+  timeout = true, since = true,
 }
+local RESPONSES = { json = true, text = true, redirect = true }
 
 local function compile(e)
   local name, method, template, scope = e[1], e[2], e[3], e[4]
@@ -171,8 +174,9 @@ local function compile(e)
     assert(type(k) == "number" or ENTRY_FIELDS[k], name .. ": unknown field " .. tostring(k))
   end
   assert(e.body == nil or e.body == "required" or e.body == "optional", name .. ": bad body")
-  assert(e.response == nil or e.response == "json" or e.response == "redirect",
-         name .. ": bad response")
+  assert(e.response == nil or RESPONSES[e.response], name .. ": bad response")
+  assert(e.base == nil or e.base == "gateway", name .. ": bad base")
+  assert(e.fallback == nil or e.fallback:sub(1, 1) == "/", name .. ": bad fallback")
   local params = {}
   for p in template:gmatch("{([%w_]+)}") do
     params[#params + 1] = p
@@ -184,6 +188,12 @@ local function compile(e)
       query[q] = true
     end
   end
+  local shorthand_is_array = false
+  for _, a in ipairs(e.arrays or {}) do
+    if a == e.shorthand then
+      shorthand_is_array = true
+    end
+  end
   local idempotent = e.idempotent
   if idempotent == nil then
     idempotent = retry.is_idempotent(method)
@@ -192,7 +202,9 @@ local function compile(e)
     name = name, method = method, path = template, scope = scope,
     params = params, body = e.body, shorthand = e.shorthand, arrays = e.arrays,
     query = query, query_names = e.query, response = e.response or "json",
-    idempotent = idempotent, after = e.after, doc = e.doc,
+    idempotent = idempotent, after = e.after, doc = e.doc, base = e.base,
+    fallback = e.fallback, timeout = e.timeout, since = e.since,
+    shorthand_is_array = shorthand_is_array,
   }
 end
 
@@ -210,7 +222,7 @@ local function encode_body(ep, body)
       return nil, "the body must be a table, got " .. type(body)
     end
     body = { [ep.shorthand] = body }
-  elseif ep.shorthand and body[ep.shorthand] == nil and ep.arrays
+  elseif ep.shorthand_is_array and body[ep.shorthand] == nil
       and (next(body) == nil or body[1] ~= nil) then
     body = { [ep.shorthand] = body }     -- set_secrets(id, { "a", "b" })
   end
@@ -293,7 +305,8 @@ function Client:_log(line)
   end
 end
 
--- Turns one transport answer into a result or an error object.
+--- Turns one transport answer into a result or an error object.
+-- expect: "json" | "text" | "redirect". Public for other drivers (batch).
 local function interpret(req, expect, status, headers, body)
   if status == nil then
     local err = headers
@@ -310,6 +323,9 @@ local function interpret(req, expect, status, headers, body)
     if status == 204 or status == 205 then
       return true
     end
+    if expect == "text" then
+      return body
+    end
     if body ~= "" then
       local value = json_decode(body)
       if value ~= nil then
@@ -319,12 +335,33 @@ local function interpret(req, expect, status, headers, body)
   end
   return nil, normalize(req.method, req.path, status, headers, body, { secret = req.secret })
 end
+_M.interpret = interpret
 
---- Sends one API request with retries. Used by every generated method;
--- also public for endpoints not in the table:
---   client:request("GET", "/counts")
---   client:request("POST", "/agents", { body = {...}, query = {...} })
-function Client:_send(method, path, body, query, opts, ep)
+-- The origin of the gateway (approvals): the gateway_url option,
+-- ONECLI_GATEWAY_URL, or GET /gateway-url once (then cached).
+function Client:gateway_origin(opts)
+  if self._gateway_url then
+    return self._gateway_url
+  end
+  local answer, err = self:_send("GET", "/gateway-url", nil, nil,
+                                 { raise = false, project_id = opts and opts.project_id },
+                                 { scope = "project", response = "json", idempotent = true })
+  if not answer then
+    return nil, err
+  end
+  local url, msg = _M.normalize_url(type(answer) == "table" and answer.url or "")
+  if not url then
+    return nil, core.new_error({ type = "decode_error", status = 200, retryable = false,
+      message = "GET /gateway-url gave no usable URL: " .. msg, method = "GET",
+      path = self._base_path .. "/gateway-url", attempts = 1 })
+  end
+  self._gateway_url = url:gsub("/v1$", "")
+  return self._gateway_url
+end
+
+--- Builds the transport request of one call (no I/O except resolving the
+-- gateway origin once). Returns req, or nil and an error object.
+function Client:_request_table(method, path, body, query, opts, ep)
   local key = secrets[self]
   local scope = ep and ep.scope or "project"
   local project = opts.project_id or self.project_id
@@ -344,13 +381,23 @@ function Client:_send(method, path, body, query, opts, ep)
       headers[k] = v
     end
   end
-  local req = {
+  local base, base_path = self.url, self._base_path
+  if ep and ep.base == "gateway" then
+    local err
+    base, err = self:gateway_origin(opts)
+    if not base then
+      return nil, err
+    end
+    base_path = ""
+  end
+  return {
     method = method,
-    url = self.url .. path .. (query and ("?" .. query) or ""),
-    path = self._base_path .. path,
+    url = base .. path .. (query and ("?" .. query) or ""),
+    path = base_path .. path,
     headers = headers,
     body = body,
-    timeout = opts.timeout or self.timeout,
+    timeout = opts.timeout or (ep and ep.timeout and math.max(ep.timeout, self.timeout))
+              or self.timeout,
     connect_timeout = opts.connect_timeout or self.connect_timeout,
     secret = key,
     -- a request that must not be repeated gets its own connection: libcurl
@@ -358,22 +405,23 @@ function Client:_send(method, path, body, query, opts, ep)
     -- without an answer, which for a POST could create a duplicate
     fresh_connect = not (ep and ep.idempotent),
   }
-  local expect = ep and ep.response or "json"
-  local transport = self._transport
+end
 
-  local function attempt(n)
-    local started = now()
-    local result, err = interpret(req, expect, transport:request(req))
-    if self._logger then
-      self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
-                    err and ((err.status and (err.status .. " ") or "") .. err.type) or "ok",
-                    floor((now() - started) * 1000 + 0.5), n))
-    end
-    return result, err
+--- What to do after a success (adopting a regenerated key).
+function Client:_after(ep, result, key)
+  if ep and ep.after == "switch_key" and type(result) == "table"
+      and is_nonempty_string(result.apiKey) and key and secrets[self] == key
+      and key:sub(1, 7) ~= "oc_org_" then
+    -- the old key stopped working the moment the server answered
+    secrets[self] = result.apiKey
+    self:_log("onecli: the client now uses the regenerated API key")
   end
+end
 
+--- The retry policy of a call (shared with batch).
+function Client:_policy(method, ep, opts)
   local max_retries = opts.max_retries or self.max_retries
-  local result, err = retry.run(attempt, {
+  return {
     method = method,
     idempotent = ep and ep.idempotent,
     max_retries = max_retries,
@@ -383,26 +431,73 @@ function Client:_send(method, path, body, query, opts, ep)
     max_retry_after = self.max_retry_after,
     on_retry = self._logger and function(e, n, delay)
       self:_log(fmt("onecli: retrying %s %s in %.2f s after %s%s (attempt %d of %d)",
-                    method, req.path, delay, e.status and (e.status .. " ") or "",
+                    e.method or method, e.path or "?", delay, e.status and (e.status .. " ") or "",
                     e.type, n, max_retries + 1))
     end,
-  })
-  if err then
-    local raise = opts.raise
-    if raise == nil then
-      raise = self.raise
-    end
-    if raise then
-      error(err, 0)
-    end
+  }
+end
+
+-- Is err the server saying it does not know this route?
+local function unknown_route(err)
+  return err.status == 404 and err.type == "invalid_request_error"
+end
+
+-- Sends one call with retries; returns result or nil, err (never raises
+-- for API failures).
+function Client:_perform(method, path, body, query, opts, ep, fallback_path)
+  local req, err = self:_request_table(method, path, body, query, opts, ep)
+  if not req then
     return nil, err
   end
-  if ep and ep.after == "switch_key" and type(result) == "table"
-      and is_nonempty_string(result.apiKey) and key
-      and key:sub(1, 7) ~= "oc_org_" then
-    -- the old key stopped working the moment the server answered
-    secrets[self] = result.apiKey
-    self:_log("onecli: the client now uses the regenerated API key")
+  local expect = ep and ep.response or "json"
+  local transport = self._transport
+  local key = req.secret
+
+  local function attempt(n)
+    local started = now()
+    local result, e = interpret(req, expect, transport:request(req))
+    if self._logger then
+      self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
+                    e and ((e.status and (e.status .. " ") or "") .. e.type) or "ok",
+                    floor((now() - started) * 1000 + 0.5), n))
+    end
+    return result, e
+  end
+
+  local result
+  result, err = retry.run(attempt, self:_policy(method, ep, opts))
+  if err and fallback_path and unknown_route(err) then
+    -- an older server: the route has its v1 name there
+    self._fallbacks[ep.name] = true
+    return self:_perform(method, fallback_path, body, query, opts, ep, nil)
+  end
+  if err then
+    return nil, err
+  end
+  self:_after(ep, result, key)
+  return result
+end
+
+-- Raises or returns err as the call's options say.
+function Client:_fail(err, opts)
+  local raise = opts.raise
+  if raise == nil then
+    raise = self.raise
+  end
+  if raise then
+    error(err, 0)
+  end
+  return nil, err
+end
+
+--- Sends one API request with retries and raises (or returns) errors.
+function Client:_send(method, path, body, query, opts, ep, fallback_path)
+  if ep and ep.fallback and self._fallbacks[ep.name] then
+    path, fallback_path = fallback_path or path, nil
+  end
+  local result, err = self:_perform(method, path, body, query, opts, ep, fallback_path)
+  if err then
+    return self:_fail(err, opts)
   end
   return result
 end
@@ -410,10 +505,12 @@ end
 local RAW_OPTIONS = {
   body = true, query = true, project_id = true, timeout = true,
   connect_timeout = true, max_retries = true, headers = true, raise = true,
-  response = true,
+  response = true, callback = true,
 }
 
---- Calls any endpoint by method and path (relative to the base URL).
+--- Calls any endpoint by method and path (relative to the base URL):
+--   client:request("GET", "/counts")
+--   client:request("POST", "/agents", { body = {...}, query = {...} })
 function Client:request(method, path, opts)
   if type(method) ~= "string" or not VERBS[method] then
     error("onecli: request: method must be one of GET, POST, PUT, PATCH, DELETE", 2)
@@ -438,6 +535,9 @@ function Client:request(method, path, opts)
   if msg then
     error("onecli: request: " .. msg, 2)
   end
+  if opts.response ~= nil and not RESPONSES[opts.response] then
+    error("onecli: request: response must be \"json\", \"text\" or \"redirect\"", 2)
+  end
   local ep = {
     scope = "project", response = opts.response or "json",
     idempotent = retry.is_idempotent(method),
@@ -459,89 +559,155 @@ function Client:request(method, path, opts)
   if msg then
     error("onecli: request: " .. msg, 2)
   end
-  return self:_send(method, path, body, query, call_opts, ep)
+  return self:_dispatch(method, path, body, query, call_opts, ep)
+end
+
+---------------------------------------------------------------------------
+-- asynchronous calls
+--
+-- A transport may suspend the running coroutine inside request() (the
+-- Neovim transport does). Such a transport sets `async = true` and may
+-- provide `sleep(seconds)` (also suspending) and `schedule(fn)` (to run
+-- callbacks on the host's main loop). Then a call made with the per-call
+-- option `callback = function(result, err) end` runs in a coroutine of
+-- its own and returns at once; a call made from inside a coroutine simply
+-- waits there.
+
+function Client:_dispatch(method, path, body, query, opts, ep)
+  local callback = opts.callback
+  if callback == nil then
+    return self:_send(method, path, body, query, opts, ep, ep and ep.fallback_path)
+  end
+  local schedule = self._schedule
+  local co = coroutine.create(function()
+    local ok, result, err = pcall(self._perform, self, method, path, body, query, opts, ep,
+                                  ep and ep.fallback_path)
+    if not ok then     -- a bug or a transport misuse: still report it as an error object
+      err = core.transport_error(method, path, "CALLBACK", tostring(result), {})
+      result = nil
+    end
+    schedule(function() callback(result, err) end)
+  end)
+  local ok, msg = coroutine.resume(co)
+  if not ok then
+    error(msg, 0)
+  end
+  return co
 end
 
 ---------------------------------------------------------------------------
 -- generated methods
 
+-- Parses the arguments of a generated method: returns the expanded path,
+-- body, query and options; raises (level 3: the caller's caller) on misuse.
+local function parse_args(ep, nargs, args)
+  local label = "onecli: " .. ep.name
+  local path = ep.path
+  local fallback = ep.fallback
+  for i = 1, #ep.params do
+    local v = args[i]
+    if type(v) == "number" and v % 1 == 0 then
+      v = fmt("%d", v)
+    end
+    if not is_nonempty_string(v) then
+      error(fmt("%s: argument #%d (%s) must be a non-empty string, got %s",
+                label, i, ep.params[i], v == "" and "an empty string" or type(v)), 3)
+    end
+    local escaped = escape(v):gsub("%%", "%%%%")
+    path = path:gsub("{" .. ep.params[i] .. "}", escaped, 1)
+    if fallback then
+      fallback = fallback:gsub("{" .. ep.params[i] .. "}", escaped, 1)
+    end
+  end
+  local i = #ep.params + 1
+  local body, query, msg
+  if ep.body then
+    body, msg = encode_body(ep, args[i])
+    if msg then
+      error(fmt("%s: argument #%d (body): %s", label, i, msg), 3)
+    end
+    i = i + 1
+  elseif ep.query then
+    query, msg = encode_query(ep, args[i])
+    if msg then
+      error(fmt("%s: argument #%d (query): %s", label, i, msg), 3)
+    end
+    i = i + 1
+  end
+  local opts = args[i]
+  if opts == nil then
+    opts = {}
+  elseif type(opts) ~= "table" then
+    error(fmt("%s: argument #%d (options) must be a table, got %s", label, i, type(opts)), 3)
+  else
+    msg = check_options(opts, CALL_OPTIONS, "option")
+    if msg then
+      error(fmt("%s: %s", label, msg), 3)
+    end
+  end
+  if nargs > i then
+    error(fmt("%s: too many arguments (%d given, at most %d)", label, nargs, i), 3)
+  end
+  return path, body, query, opts, fallback
+end
+_M.parse_args = parse_args
+
 local function make_method(ep, namespaced)
-  local nparams = #ep.params
   local label = "onecli: " .. ep.name
   return function(self, ...)
     local client = self
     if namespaced then
       client = type(self) == "table" and self._client
       if not client then
-        error(fmt("%s: call it with a colon: client.%s(...)", label,
-                  ep.name:gsub("%.", ":")), 2)
+        local dotted = ep.name:gsub("%.([%w_]+)$", ":%1")
+        error(fmt("%s: call it with a colon: client.%s(...)", label, dotted), 2)
       end
     elseif getmetatable(self) ~= Client then
       error(fmt("%s: call it with a colon: client:%s(...)", label, ep.name), 2)
     end
-    local nargs = select("#", ...)
-    local args = { ... }
-    local path = ep.path
-    for i = 1, nparams do
-      local v = args[i]
-      if type(v) == "number" and v % 1 == 0 then
-        v = fmt("%d", v)
-      end
-      if not is_nonempty_string(v) then
-        error(fmt("%s: argument #%d (%s) must be a non-empty string, got %s",
-                  label, i, ep.params[i], v == "" and "an empty string" or type(v)), 2)
-      end
-      path = path:gsub("{" .. ep.params[i] .. "}", escape(v):gsub("%%", "%%%%"), 1)
+    local path, body, query, opts, fallback = parse_args(ep, select("#", ...), { ... })
+    if opts.callback then
+      local call_ep = setmetatable({ fallback_path = fallback }, { __index = ep })
+      return client:_dispatch(ep.method, path, body, query, opts, call_ep)
     end
-    local i = nparams + 1
-    local body, query, msg
-    if ep.body then
-      body, msg = encode_body(ep, args[i])
-      if msg then
-        error(fmt("%s: argument #%d (body): %s", label, i, msg), 2)
-      end
-      i = i + 1
-    elseif ep.query then
-      query, msg = encode_query(ep, args[i])
-      if msg then
-        error(fmt("%s: argument #%d (query): %s", label, i, msg), 2)
-      end
-      i = i + 1
-    end
-    local opts = args[i]
-    if opts == nil then
-      opts = {}
-    elseif type(opts) ~= "table" then
-      error(fmt("%s: argument #%d (options) must be a table, got %s", label, i, type(opts)), 2)
-    else
-      msg = check_options(opts, CALL_OPTIONS, "option")
-      if msg then
-        error(fmt("%s: %s", label, msg), 2)
-      end
-    end
-    if nargs > i then
-      error(fmt("%s: too many arguments (%d given, at most %d)", label, nargs, i), 2)
-    end
-    return client:_send(ep.method, path, body, query, opts, ep)
+    return client:_send(ep.method, path, body, query, opts, ep, fallback)
   end
 end
 
 local compiled = {}
+local by_name = {}
+-- namespace path ("org.secrets") -> methods table
 local namespace_methods = {}
+-- namespace path -> list of child namespace names
+local namespace_children = {}
 
 for _, e in ipairs(endpoint_table) do
   local ep = compile(e)
   compiled[#compiled + 1] = ep
-  local ns, method = ep.name:match("^([%a_]+)%.([%a_]+)$")
+  assert(by_name[ep.name] == nil, "duplicate endpoint " .. ep.name)
+  by_name[ep.name] = ep
+  local ns, method = ep.name:match("^(.+)%.([%a_]+)$")
   if ns then
-    namespace_methods[ns] = namespace_methods[ns] or {}
-    assert(namespace_methods[ns][method] == nil, "duplicate endpoint " .. ep.name)
+    if not namespace_methods[ns] then
+      namespace_methods[ns] = {}
+      -- register every level: "org.secrets" needs "org" too
+      local parent, child = ns:match("^(.+)%.([%a_]+)$")
+      while child do
+        namespace_children[parent] = namespace_children[parent] or {}
+        namespace_children[parent][child] = true
+        namespace_methods[parent] = namespace_methods[parent] or {}
+        parent, child = parent:match("^(.+)%.([%a_]+)$")
+      end
+    end
     namespace_methods[ns][method] = make_method(ep, true)
   else
-    assert(Client[ep.name] == nil, "duplicate endpoint " .. ep.name)
+    assert(Client[ep.name] == nil, "endpoint name clashes with a client method: " .. ep.name)
     Client[ep.name] = make_method(ep, false)
   end
 end
+
+-- v1 names of namespaces v2 renamed
+local ALIASES = { projects = "workspaces" }
 
 local namespace_mts = {}
 for ns, methods in pairs(namespace_methods) do
@@ -551,14 +717,64 @@ for ns, methods in pairs(namespace_methods) do
   namespace_mts[ns] = methods
 end
 
---- The compiled endpoint table (for docs and tests).
+--- The compiled endpoint table (for docs and tests), and by name.
 _M.endpoints = compiled
+_M.endpoint = by_name
+
+--- Lets other modules add hand-written methods to a namespace
+-- (agents:ensure, approvals:run, ...).
+function _M.extend(ns, name, fn)
+  local methods = namespace_mts[ns]
+  if not methods then
+    methods = { __name = "onecli." .. ns }
+    methods.__index = methods
+    namespace_mts[ns] = methods
+  end
+  assert(methods[name] == nil, "method exists: " .. ns .. "." .. name)
+  methods[name] = fn
+end
+
+function _M.extend_client(name, fn)
+  assert(Client[name] == nil, "method exists: " .. name)
+  Client[name] = fn
+end
+
+local function build_namespace(self, ns)
+  local obj = setmetatable({ _client = self }, namespace_mts[ns])
+  for child in pairs(namespace_children[ns] or {}) do
+    obj[child] = build_namespace(self, ns .. "." .. child)
+  end
+  return obj
+end
 
 ---------------------------------------------------------------------------
 -- construction
 
+-- Inside nginx (outside the init phases) the cosocket transport is the
+-- only one that does not block the worker.
+local function default_transport(opts, self)
+  local ngx = rawget(_G, "ngx")
+  if ngx and type(ngx.get_phase) == "function" and ngx.socket then
+    local phase = ngx.get_phase()
+    if phase ~= "init" and phase ~= "init_worker" then
+      local ok, resty = pcall(require, "onecli.transport.resty")
+      if ok then
+        return resty.new(opts)
+      end
+    end
+  end
+  return core.new_transport({
+    timeout = self.timeout,
+    connect_timeout = self.connect_timeout,
+    ca_file = opts.ca_file,
+    insecure = opts.insecure == true,
+    user_agent = opts.user_agent and (core.user_agent .. " " .. opts.user_agent) or nil,
+  })
+end
+
 --- Creates a client. Every option falls back to the environment where
--- the official clients do (ONECLI_API_KEY, ONECLI_URL, ONECLI_PROJECT_ID).
+-- the official clients do (ONECLI_API_KEY, ONECLI_URL, ONECLI_PROJECT_ID,
+-- ONECLI_GATEWAY_URL).
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -580,6 +796,14 @@ function _M.new(opts)
   local url, base_path = _M.normalize_url(opts.url or env("ONECLI_URL") or DEFAULT_URL)
   if not url then
     error("onecli.new: " .. base_path, 2)
+  end
+  local gateway_url = opts.gateway_url or env("ONECLI_GATEWAY_URL")
+  if gateway_url then
+    local gw, gmsg = _M.normalize_url(gateway_url)
+    if not gw then
+      error("onecli.new: gateway_url: " .. gmsg, 2)
+    end
+    gateway_url = gw:gsub("/v1$", "")
   end
   local api_key = opts.api_key or env("ONECLI_API_KEY")
   if api_key ~= nil and (api_key == "" or api_key:find("[%s%c]")) then
@@ -605,19 +829,27 @@ function _M.new(opts)
     raise = opts.raise ~= false,
     insecure = opts.insecure == true,
     _base_path = base_path,
-    _sleep = opts.sleep or core.sleep,
     _logger = opts.log,
+    _gateway_url = gateway_url,
+    _fallbacks = {},
   }, Client)
   secrets[self] = api_key
-  self._transport = opts.transport or core.new_transport({
-    timeout = self.timeout,
-    connect_timeout = self.connect_timeout,
-    ca_file = opts.ca_file,
-    insecure = opts.insecure == true,
-    user_agent = opts.user_agent and (core.user_agent .. " " .. opts.user_agent) or nil,
-  })
-  for ns, mt in pairs(namespace_mts) do
-    self[ns] = setmetatable({ _client = self }, mt)
+  local transport = opts.transport or default_transport(opts, self)
+  self._transport = transport
+  self._sleep = opts.sleep or transport.sleep or core.sleep
+  self._schedule = transport.schedule or function(fn) fn() end
+  for ns in pairs(namespace_methods) do
+    if not ns:find(".", 1, true) then
+      self[ns] = build_namespace(self, ns)
+    end
+  end
+  for ns, mt in pairs(namespace_mts) do   -- namespaces with only hand-written methods
+    if not ns:find(".", 1, true) and self[ns] == nil then
+      self[ns] = setmetatable({ _client = self }, mt)
+    end
+  end
+  for alias, target in pairs(ALIASES) do
+    self[alias] = self[target]
   end
   return self
 end
