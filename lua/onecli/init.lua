@@ -9,6 +9,8 @@
 
 local core = require("onecli.core")
 local client = require("onecli.client")
+local helpers = require("onecli.helpers")
+require("onecli.approvals")
 
 local pcall, error = pcall, error
 local is_error = core.is_error
@@ -40,6 +42,9 @@ local _M = {
   endpoints = client.endpoints,
 
   user_agent = core.user_agent,
+
+  --- container_config() -> `docker run` arguments (see onecli.helpers).
+  docker_args = helpers.docker_args,
 }
 
 local function settle(ok, ...)
