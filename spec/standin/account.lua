@@ -25,14 +25,33 @@ local function patch_user(ctx)
   return reply.ok(obj("id", u.id, "email", u.email, "name", u.name))
 end
 
+local function bearer(ctx)
+  return (ctx.req.headers.authorization or ""):match("^Bearer (.*)$")
+end
+
+-- A provisioned team member's key belongs to that member, not the owner.
+local function member_key(ctx)
+  local token = bearer(ctx)
+  if ctx.key_kind == "project" and token ~= ctx.state.api_key and ctx.org.member_keys[token] then
+    return token
+  end
+  return nil
+end
+
 local function get_api_key(ctx)
-  return reply.ok(obj("apiKey", ctx.state.api_key))
+  return reply.ok(obj("apiKey", member_key(ctx) or ctx.state.api_key))
 end
 
 -- The previous key stops working at once (v2 checks keys on every request).
 local function regenerate_api_key(ctx)
-  ctx.state.api_key = "oc_" .. util.hex(64)
-  return reply.ok(obj("apiKey", ctx.state.api_key))
+  local key = "oc_" .. util.hex(64)
+  local old = member_key(ctx)
+  if old then
+    ctx.org.member_keys[key], ctx.org.member_keys[old] = ctx.org.member_keys[old], nil
+  else
+    ctx.state.api_key = key
+  end
+  return reply.ok(obj("apiKey", key))
 end
 
 return {

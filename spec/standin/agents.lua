@@ -18,14 +18,14 @@ local GONE_DEFAULT = "GET /v1/agents/default was removed: the default-agent conc
   .. "(`agent=`, or pin with `onecli config set agent <identifier>`)."
 local GONE_SET_DEFAULT = "POST /v1/agents/:agentId/set-default was removed: new default agents can no "
   .. "longer be set. Pin a machine to a specific agent instead (`onecli config set agent <identifier>`)."
--- Not recorded; written in the style of the two recorded tombstones.
-local GONE_SECRET_MODE = "PATCH /v1/agents/:agentId/secret-mode was removed: secret modes are replaced "
-  .. "by per-agent grants. Grant a secret with PUT /v1/agents/:agentId/grants/secrets/:secretId and "
-  .. "review access with GET /v1/agents/:agentId/grants."
-local GONE_GET_SECRETS = "GET /v1/agents/:agentId/secrets was removed: secret access is granted per "
-  .. "agent. List an agent's grants with GET /v1/agents/:agentId/grants."
-local GONE_PUT_SECRETS = "PUT /v1/agents/:agentId/secrets was removed: secret access is granted per "
-  .. "agent. Grant each secret with PUT /v1/agents/:agentId/grants/secrets/:secretId."
+-- The real v2.0.1 wording (removed-routes.ts); answered for every method.
+local WORKSPACE_REPLACEMENT = "Workspace access is granted per agent: PUT "
+  .. "/v1/agents/:agentId/grants/connections/:connectionId and /v1/agents/:agentId/grants/secrets/:secretId."
+local GONE_SECRET_MODE = "PATCH /v1/agents/:agentId/secret-mode was removed: agents are always selective now. "
+  .. "Attach credentials with PUT /v1/agents/:agentId/grants/connections/:connectionId or "
+  .. "/grants/secrets/:secretId instead. " .. WORKSPACE_REPLACEMENT
+local GONE_SECRETS = "/v1/agents/:agentId/secrets was removed: grant a secret with an allow rule naming the "
+  .. "agent and targeting the secret. " .. WORKSPACE_REPLACEMENT
 
 local function valid_identifier(s)
   return #s >= 1 and #s <= 50 and s:match("^[a-z0-9][a-z0-9-]*$") ~= nil
@@ -265,9 +265,8 @@ return {
   -- v2 tombstones (behind auth)
   { mode = "v2", method = "*", pattern = "/agents/default", auth = P, gone = GONE_DEFAULT },
   { mode = "v2", method = "POST", pattern = "/agents/:id/set-default", auth = P, gone = GONE_SET_DEFAULT },
-  { mode = "v2", method = "PATCH", pattern = "/agents/:id/secret-mode", auth = P, gone = GONE_SECRET_MODE },
-  { mode = "v2", method = "GET", pattern = "/agents/:id/secrets", auth = P, gone = GONE_GET_SECRETS },
-  { mode = "v2", method = "PUT", pattern = "/agents/:id/secrets", auth = P, gone = GONE_PUT_SECRETS },
+  { mode = "v2", method = "*", pattern = "/agents/:id/secret-mode", auth = P, gone = GONE_SECRET_MODE },
+  { mode = "v2", method = "*", pattern = "/agents/:id/secrets", auth = P, gone = GONE_SECRETS },
   { mode = "v2", method = "GET", pattern = "/agents/:id", auth = P, handler = get_one, body = false },
   -- both
   { method = "PATCH", pattern = "/agents/:id", auth = P, handler = rename },

@@ -1,6 +1,16 @@
 -- The OneCLI API of the stand-in: path mapping (/api -> /v1), routing,
--- authentication per mode, body decoding, and dispatch to the route modules
--- (standin.agents, .secrets, .rules, .apps, .account).
+-- authentication per mode and edition, body decoding, and dispatch to the
+-- route modules (standin.agents, .secrets, .rules, .apps, .account, .access,
+-- .blocklist, .setup, .org, .policy).
+--
+-- A route: { method = "GET"|"*", pattern = "/agents/:id", auth = kind,
+--   handler = fn(ctx) | gone = "410 message", mode = "v1"|"v2"|nil,
+--   edition = "cloud"|nil (v1: only in the cloud edition; v2 has them all),
+--   body = false (do not decode), deprecated = true (v2 Deprecation headers) }.
+-- Auth kinds: "none"; "project" (needs a project: 401 without); "project400"
+-- (400 without); "user" (any valid key, no project needed); "admin" (org
+-- key only: a project key gets 403). The most specific matching pattern
+-- wins (literal segment > :param > *), then registration order.
 local json = require("standin.json")
 local util = require("standin.util")
 local reply = require("standin.reply")
@@ -15,8 +25,12 @@ local ipairs, setmetatable, concat = ipairs, setmetatable, table.concat
 _M.VERSIONS = { v1 = "1.41.0", v2 = "2.0.1" }
 
 local WORKSPACE_MSG = "X-Workspace-Id (formerly X-Project-Id) header is required"
+local PROJECT_MSG = "X-Project-Id header is required"
 
-local ROUTE_MODULES = { "standin.account", "standin.agents", "standin.secrets", "standin.rules", "standin.apps" }
+local ROUTE_MODULES = {
+  "standin.account", "standin.agents", "standin.secrets", "standin.rules", "standin.apps",
+  "standin.access", "standin.blocklist", "standin.setup", "standin.org", "standin.policy",
+}
 
 local function split_path(path)
   local segs = {}
@@ -30,17 +44,22 @@ local function compile(route)
   return route
 end
 
--- opts: mode, api_key, org_key, project_id, version (optional)
+-- opts: mode, edition ("oss"|"cloud"), api_key, org_key, project_id,
+-- version (optional), gateway_origin (optional; the engine sets it)
 function _M.new(opts)
+  local edition = opts.edition or "oss"
   local self = setmetatable({
-    mode = opts.mode,
+    mode = opts.mode, edition = edition,
     version = opts.version or _M.VERSIONS[opts.mode],
     initial = { api_key = opts.api_key, org_key = opts.org_key, project_id = opts.project_id },
+    gateway_origin = opts.gateway_origin or "http://127.0.0.1:10255",
     routes = {},
   }, _M)
   for _, name in ipairs(ROUTE_MODULES) do
     for _, route in ipairs(require(name)) do
-      if not route.mode or route.mode == opts.mode then
+      local mode_ok = not route.mode or route.mode == opts.mode
+      local edition_ok = not route.edition or opts.mode == "v2" or route.edition == edition
+      if mode_ok and edition_ok then
         self.routes[#self.routes + 1] = compile(route)
       end
     end
@@ -49,11 +68,22 @@ function _M.new(opts)
   return self
 end
 
+-- v1 servers in local mode (the open-source default) accept anything; the
+-- v1 cloud edition and v2 check keys strictly.
+function _M:strict()
+  return self.mode == "v2" or self.edition == "cloud"
+end
+
 function _M:reset()
-  self.state = store.new({
-    mode = self.mode, api_key = self.initial.api_key,
+  self.org = store.new({
+    mode = self.mode, edition = self.edition, api_key = self.initial.api_key,
     org_key = self.initial.org_key, project_id = self.initial.project_id,
   })
+end
+
+-- The project the server started with (the one control/info describes).
+function _M:main_project()
+  return store.main_project(self.org, self.initial.project_id)
 end
 
 ------------------------------------------------------------------------------
@@ -81,54 +111,87 @@ local function match_segments(route_segs, segs)
   return params
 end
 
--- Returns route, params (first route registered for that method wins).
+local RANK = { literal = 3, param = 2, rest = 1 }
+
+local function seg_rank(rs)
+  if rs == "*" then return RANK.rest end
+  if rs:sub(1, 1) == ":" then return RANK.param end
+  return RANK.literal
+end
+
+-- true when route a is more specific than route b
+local function more_specific(a, b)
+  local n = math.max(#a.segs, #b.segs)
+  for i = 1, n do
+    local ra = a.segs[i] and seg_rank(a.segs[i]) or 0
+    local rb = b.segs[i] and seg_rank(b.segs[i]) or 0
+    if ra ~= rb then return ra > rb end
+  end
+  return false
+end
+
+-- Returns route, params: the most specific matching route for the method.
 function _M:match(method, rest)
   local segs = split_path(rest:sub(2))
   if method == "HEAD" then method = "GET" end
+  local best, best_params
   for _, route in ipairs(self.routes) do
     if route.method == "*" or route.method == method then
       local params = match_segments(route.segs, segs)
-      if params then return route, params end
+      if params and (not best or more_specific(route, best)) then best, best_params = route, params end
     end
   end
-  return nil
+  return best, best_params
 end
 
 ------------------------------------------------------------------------------
 -- Authentication
 ------------------------------------------------------------------------------
 
--- v1.41.0 in local mode: every request is the local admin, except a valid
--- org key naming an unknown project (recorded: 401).
-function _M:auth_v1(req)
-  local state = self.state
+-- Authentication returns a grant { key = "local"|"project"|"org",
+-- project = project table or nil } or nil, error reply.
+
+-- v1.41.0 in local mode: every request is the local admin in the main
+-- project, except a valid org key naming an unknown project (recorded: 401).
+function _M:auth_local(req)
   local token = (req.headers.authorization or ""):match("^Bearer (.*)$")
   local project = req.headers["x-project-id"]
-  if token == state.org_key and project and project ~= state.project_id then
-    return reply.unauthorized()
+  local main = self:main_project()
+  if token == self.org.org_key and project and project ~= main.id then
+    return nil, reply.unauthorized()
   end
-  return nil
+  return { key = "local", project = main }
 end
 
--- v2.0.1: strict keys. kind: "project" (workspace needed, 401 without),
--- "project400" (400 without), "user" (no workspace needed).
-function _M:auth_v2(req, kind)
-  local state = self.state
+-- v1 cloud edition and v2.0.1: strict keys. v1 reads X-Project-Id, v2
+-- X-Workspace-Id (X-Project-Id copied over by prepare()).
+function _M:auth_strict(req, kind)
+  local org = self.org
   local token = (req.headers.authorization or ""):match("^Bearer (.*)$")
-  if not token then return reply.unauthorized() end
+  if not token then return nil, reply.unauthorized() end
   if token:sub(1, 7) == "oc_org_" then
-    if token ~= state.org_key then return reply.unauthorized() end
-    local ws = req.headers["x-workspace-id"]
-    if ws == nil or ws == "" then
-      if kind == "user" then return nil end
-      if kind == "project400" then return reply.bad_request(WORKSPACE_MSG) end
-      return reply.unauthorized(WORKSPACE_MSG)
+    if token ~= org.org_key then return nil, reply.unauthorized() end
+    local header, msg = "x-workspace-id", WORKSPACE_MSG
+    if self.mode == "v1" then header, msg = "x-project-id", PROJECT_MSG end
+    local id = req.headers[header]
+    if id == nil or id == "" then
+      if kind == "user" or kind == "admin" then return { key = "org" } end
+      if kind == "project400" then return nil, reply.bad_request(msg) end
+      return nil, reply.unauthorized(msg)
     end
-    if ws ~= state.project_id then return reply.unauthorized() end
-    return nil
+    local project = store.find(org.projects, id)
+    if not project then return nil, reply.unauthorized() end
+    return { key = "org", project = project }
   end
-  if token:sub(1, 3) == "oc_" and token == state.api_key then return nil end
-  return reply.unauthorized()
+  local project = token:sub(1, 3) == "oc_" and store.project_for_key(org, token)
+  if not project then return nil, reply.unauthorized() end
+  if kind == "admin" then return nil, reply.envelope(403, "Insufficient permissions", "authentication_error") end
+  return { key = "project", project = project }
+end
+
+function _M:authenticate(req, kind)
+  if self:strict() then return self:auth_strict(req, kind) end
+  return self:auth_local(req)
 end
 
 ------------------------------------------------------------------------------
@@ -206,15 +269,18 @@ function _M:route(req)
   if not norm then return self:outside_api(req) end
   local route, params = self:match(req.method, norm:sub(4))
   if not route then return reply.unknown_route(req.method, norm) end
+  if route.deprecated and self.mode == "v2" then req.deprecation = true end
   if route.gone and route.auth == "none" then return reply.gone(route.gone) end
-  local denied
+  local grant = { key = "none" }
   if route.auth ~= "none" then
-    if self.mode == "v1" then denied = self:auth_v1(req) else denied = self:auth_v2(req, route.auth) end
+    local denied
+    grant, denied = self:authenticate(req, route.auth)
+    if not grant then return denied end
   end
-  if denied then return denied end
   if route.gone then return reply.gone(route.gone) end
   local ctx = {
-    app = self, state = self.state, mode = self.mode, req = req,
+    app = self, org = self.org, state = grant.project or self:main_project(), project = grant.project,
+    key_kind = grant.key, mode = self.mode, edition = self.edition, req = req,
     params = params, query = req.query, norm_path = norm,
     body = route.body ~= false and decode_body(req.body) or nil,
   }

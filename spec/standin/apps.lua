@@ -1,5 +1,10 @@
--- /apps (catalog, direct connect, OAuth authorize/callback, BYOC config)
--- and /connections routes (reference §6.5–6.7, messages §9.5).
+-- /apps (catalog, permission definitions, direct connect, OAuth
+-- authorize/callback, BYOC config), /connections and the legacy
+-- /apps/connections* routes (reference §6.5–6.7, messages §9.5).
+--
+-- Most handlers work on a "scope": "project" (ctx.state, the default) or
+-- "organization" (ctx.org); standin.org mounts the organization versions
+-- under /org/apps and /org/connections through the `scoped` table below.
 local json = require("standin.json")
 local util = require("standin.util")
 local reply = require("standin.reply")
@@ -10,6 +15,8 @@ local v = require("standin.validate")
 local obj, array, null, typeof = json.obj, json.array, json.null, json.typeof
 local ipairs, format, concat = ipairs, string.format, table.concat
 
+local ORG = "organization"
+
 local CONNECT = v.object({
   { "fields", v.record():optional() },
   { "connectionId", v.string():optional() },
@@ -19,17 +26,25 @@ local CONNECT = v.object({
 
 local TOGGLE = v.object({ { "enabled", v.boolean() } })
 
+-- The table holding the scope's connections and app configs.
+local function holder(ctx, scope)
+  if scope == ORG then return ctx.org end
+  return ctx.state
+end
+
 local function dashboard(ctx)
   if ctx.mode == "v1" then return "http://localhost:10254", "/p/" .. ctx.state.project_id end
   return "http://127.0.0.1:10254", "/w/" .. ctx.state.project_id
 end
 
-local function app_type(ctx, app) return app[ctx.mode] end
+local function app_type(ctx, app) return catalog.type_of(app, ctx.mode, ctx.edition) end
+
+local function find_app(ctx, provider) return catalog.find(provider, ctx.mode, ctx.edition) end
 
 local function unknown(provider) return reply.flat(404, "Unknown provider: " .. provider) end
 
-local function provider_connections(ctx, provider)
-  return store.newest_first(ctx.state.connections, function(c) return c.provider == provider end)
+local function provider_connections(conns, provider)
+  return store.newest_first(conns, function(c) return c.provider == provider end)
 end
 
 local function config_fields(provider)
@@ -43,14 +58,44 @@ local function has_credentials(provider, settings)
   return true
 end
 
+local function usable(provider, cfg)
+  return cfg ~= nil and cfg.enabled and has_credentials(provider, cfg.settings)
+end
+
+-- The config a project uses: its own, else an enabled organization config.
+-- Returns cfg, source ("project"|"organization") or nil.
+local function effective_config(ctx, provider, scope)
+  if scope == ORG then
+    local cfg = ctx.org.app_configs[provider]
+    return cfg, cfg and ORG
+  end
+  local own = ctx.state.app_configs[provider]
+  if own then return own, "project" end
+  local inherited = ctx.org.app_configs[provider]
+  if inherited and inherited.enabled then return inherited, ORG end
+  return nil
+end
+
+local function config_shape(provider, cfg, source)
+  if not cfg then return null end
+  if source == ORG then
+    return obj("hasCredentials", has_credentials(provider, cfg.settings), "enabled", true, "source", "organization")
+  end
+  return obj("hasCredentials", has_credentials(provider, cfg.settings), "enabled", cfg.enabled)
+end
+
 ------------------------------------------------------------------------------
 -- Catalog
 ------------------------------------------------------------------------------
 
-local function app_shape(ctx, app)
+local function app_shape(ctx, app, detail)
   local t = app_type(ctx, app)
-  local cfg = ctx.state.app_configs[app.id]
-  local conns = provider_connections(ctx, app.id)
+  local conns
+  if detail then
+    conns = provider_connections(ctx.state.connections, app.id)
+  else
+    conns = store.with_org(ctx.state, "connections", function(c) return c.provider == app.id end)
+  end
   local items = array()
   for i, c in ipairs(conns) do
     items[i] = obj("id", c.id, "label", c.label or null, "status", c.status, "scopes", array(c.scopes),
@@ -59,7 +104,7 @@ local function app_shape(ctx, app)
   local first = conns[1]
   return obj("id", app.id, "name", app.name, "available", t ~= "cloud_only",
     "connectionType", t, "configurable", t == "oauth",
-    "config", cfg and obj("hasCredentials", has_credentials(app.id, cfg.settings), "enabled", cfg.enabled) or null,
+    "config", config_shape(app.id, effective_config(ctx, app.id)),
     "connection", first and obj("status", first.status, "scopes", array(first.scopes),
       "connectedAt", first.connected_at) or null,
     "connections", items,
@@ -70,31 +115,85 @@ local function hint(ctx, app)
   local base, prefix = dashboard(ctx)
   local url = format("%s%s/connections?connect=%s", base, prefix, app.id)
   local t = app_type(ctx, app)
-  local cfg = ctx.state.app_configs[app.id]
-  if #provider_connections(ctx, app.id) > 0 then
+  if #provider_connections(ctx.state.connections, app.id) > 0 then
     return format("%s is connected. Manage the connection at %s.", app.name, url)
   end
-  if t == "oauth" and not (cfg and cfg.enabled and has_credentials(app.id, cfg.settings)) then
+  if t == "oauth" and not usable(app.id, effective_config(ctx, app.id)) then
     return format("This app is not configured yet. Go to %s to set up your credentials.", url)
   end
   if t == "cloud_only" then return format("%s is only available in OneCLI Cloud.", app.name) end
   return format("This app is not connected yet. Go to %s to connect it.", url)
 end
 
+local function each_app(ctx, fn)
+  for _, app in ipairs(catalog.apps) do
+    if app_type(ctx, app) then fn(app) end
+  end
+end
+
 local function list(ctx)
   local out = array()
-  for _, app in ipairs(catalog.apps) do
-    if app[ctx.mode] then out[#out + 1] = app_shape(ctx, app) end
-  end
+  each_app(ctx, function(app) out[#out + 1] = app_shape(ctx, app) end)
   return reply.ok(out)
 end
 
 local function get_one(ctx)
-  local app = catalog.find(ctx.params.provider, ctx.mode)
+  local app = find_app(ctx, ctx.params.provider)
   if not app then return unknown(ctx.params.provider) end
-  local shape = app_shape(ctx, app)
+  local shape = app_shape(ctx, app, true)
   json.set(shape, "hint", hint(ctx, app))
   return reply.ok(shape)
+end
+
+-- v2: the app-availability allowlist. The stand-in's organization is
+-- "open" (no /org/app-availability restrictions): unrestricted, empty list.
+local function available()
+  return reply.ok(obj("restricted", false, "providers", array()))
+end
+
+local function configured(ctx, scope)
+  local out = array()
+  each_app(ctx, function(app)
+    local own = scope ~= ORG and ctx.state.app_configs[app.id]
+    local inherited = ctx.org.app_configs[app.id]
+    if (own and own.enabled) or (inherited and inherited.enabled) then out[#out + 1] = app.id end
+  end)
+  return reply.ok(out)
+end
+
+-- No provider takes its OAuth client from the stand-in's environment.
+local function env_defaults()
+  return reply.ok(array())
+end
+
+local function definition(app)
+  local groups = array()
+  for _, g in ipairs(catalog.permission_groups[app.id]) do
+    local tools = array()
+    for i, t in ipairs(g.tools) do tools[i] = obj("id", t.id, "name", t.name, "description", t.description) end
+    local w = g.wildcard
+    groups[#groups + 1] = obj("category", g.category, "tools", tools,
+      "wildcard", w and obj("id", w.id, "name", w.name, "description", w.description) or nil)
+  end
+  return obj("provider", app.id, "groups", groups)
+end
+
+local function permission_definitions(ctx)
+  local out = array()
+  each_app(ctx, function(app)
+    if catalog.permission_groups[app.id] then out[#out + 1] = definition(app) end
+  end)
+  return reply.ok(out)
+end
+
+local function permission_definition(ctx)
+  local provider = ctx.params.provider
+  local app = find_app(ctx, provider)
+  if not app then return unknown(provider) end
+  if not catalog.permission_groups[provider] then
+    return reply.flat(404, "No permission definition for provider: " .. provider)
+  end
+  return reply.ok(definition(app))
 end
 
 ------------------------------------------------------------------------------
@@ -108,12 +207,12 @@ local function derive_label(body, app, fields)
   return "API Key"
 end
 
-local function check_connect(ctx, app, body)
+local function check_connect(ctx, app, body, scope)
   local provider, t = app.id, app_type(ctx, app)
   if t == "cloud_only" then
     return reply.flat(400, format('Provider "%s" is only available in OneCLI Cloud', provider))
   end
-  if ctx.req.headers["x-organization-id"] then
+  if ctx.req.headers["x-organization-id"] and scope ~= ORG and ctx.mode == "v1" and ctx.edition ~= "cloud" then
     return reply.flat(400, "Organization-scoped connections are not supported on this server")
   end
   if body.method and body.method ~= t then
@@ -130,34 +229,35 @@ local function check_connect(ctx, app, body)
   return nil
 end
 
-local function find_same_label(ctx, provider, label)
-  for _, c in ipairs(ctx.state.connections) do
+local function find_same_label(conns, provider, label)
+  for _, c in ipairs(conns) do
     if c.provider == provider and (c.label or ""):lower() == label:lower() then return c end
   end
   return nil
 end
 
-local function connect(ctx)
-  local app = catalog.find(ctx.params.provider, ctx.mode)
+local function connect(ctx, scope)
+  local app = find_app(ctx, ctx.params.provider)
   if not app then return unknown(ctx.params.provider) end
   local ok, body = CONNECT:parse(ctx.body)
   if not ok then return reply.flat(400, body) end
-  local err = check_connect(ctx, app, body)
+  local err = check_connect(ctx, app, body, scope)
   if err then return err end
+  local h = holder(ctx, scope)
   local label = derive_label(body, app, body.fields)
   local metadata = body.fields.username and obj("username", body.fields.username) or nil
   local existing
   if body.connectionId then
-    existing = store.find(ctx.state.connections, body.connectionId)
+    existing = store.find(h.connections, body.connectionId)
     if not existing or existing.provider ~= app.id then return reply.not_found("Connection not found") end
   else
-    existing = find_same_label(ctx, app.id, label)
+    existing = find_same_label(h.connections, app.id, label)
   end
   if existing then
     existing.label, existing.metadata, existing.status = label, metadata, "connected"
-    store.touch(ctx.state, existing)
+    store.touch(h, existing)
   else
-    store.add_connection(ctx.state, { provider = app.id, label = label, metadata = metadata })
+    store.add_connection(h, { provider = app.id, label = label, metadata = metadata })
   end
   return reply.success()
 end
@@ -194,25 +294,26 @@ local function authorize_url(ctx, app, settings, state)
   return base .. "?" .. query_string(params)
 end
 
-local function authorize(ctx)
+local function authorize(ctx, scope)
   local provider = ctx.params.provider
-  local app = catalog.find(provider, ctx.mode)
+  local app = find_app(ctx, provider)
   if not app then return unknown(provider) end
   local t = app_type(ctx, app)
   if t == "cloud_only" then return reply.flat(400, format('Provider "%s" is not available', provider)) end
-  if ctx.req.headers["x-organization-id"] then
+  if ctx.req.headers["x-organization-id"] and scope ~= ORG and ctx.mode == "v1" and ctx.edition ~= "cloud" then
     return reply.flat(400, "Organization-scoped connections are not supported on this server")
   end
   if t ~= "oauth" then
     return reply.flat(400, format('Provider "%s" has no "oauth" connection method', provider))
   end
-  local cfg = ctx.state.app_configs[provider]
-  if not (cfg and cfg.enabled and has_credentials(provider, cfg.settings)) then
+  local cfg = effective_config(ctx, provider, scope)
+  if not usable(provider, cfg) then
     return reply.flat(400, app.name .. " is not configured. Missing required credentials.")
   end
   local state = util.hex(32)
-  ctx.state.oauth_states[state] = {
-    provider = provider, connection_id = ctx.query.connectionId,
+  ctx.org.oauth_states[state] = {
+    provider = provider, connection_id = ctx.query.connectionId, scope = scope,
+    project_id = scope ~= ORG and ctx.state.id or nil,
     agent_name = ctx.query.agent_name and ctx.query.agent_name:sub(1, 128) or nil,
   }
   return reply.redirect(authorize_url(ctx, app, cfg.settings, state), {
@@ -226,17 +327,21 @@ local function callback(ctx)
   local provider = ctx.params.provider
   local base = dashboard(ctx)
   local target = format("%s/app-connect/%s", base, provider)
-  local pending = ctx.query.state and ctx.state.oauth_states[ctx.query.state]
+  local pending = ctx.query.state and ctx.org.oauth_states[ctx.query.state]
   if not pending or pending.provider ~= provider or not ctx.query.code then
     return reply.redirect(target .. "?status=error&message=" .. util.percent_encode("Invalid OAuth state"))
   end
-  ctx.state.oauth_states[ctx.query.state] = nil
-  local conn = pending.connection_id and store.find(ctx.state.connections, pending.connection_id)
-    or find_same_label(ctx, provider, "standin-user")
+  ctx.org.oauth_states[ctx.query.state] = nil
+  local h = pending.scope == ORG and ctx.org or store.find(ctx.org.projects, pending.project_id)
+  if not h then
+    return reply.redirect(target .. "?status=error&message=" .. util.percent_encode("Project not found"))
+  end
+  local conn = pending.connection_id and store.find(h.connections, pending.connection_id)
+    or find_same_label(h.connections, provider, "standin-user")
   if conn then
-    store.touch(ctx.state, conn)
+    store.touch(h, conn)
   else
-    store.add_connection(ctx.state, {
+    store.add_connection(h, {
       provider = provider, label = "standin-user", scopes = { catalog.scopes[provider] or "read" },
       metadata = obj("username", "standin-user"),
     })
@@ -249,52 +354,57 @@ end
 -- BYOC config
 ------------------------------------------------------------------------------
 
-local function get_config(ctx)
-  local cfg = ctx.state.app_configs[ctx.params.provider]
+local function get_config(ctx, scope)
+  local provider = ctx.params.provider
+  local cfg, source = effective_config(ctx, provider, scope)
   if not cfg then return reply.ok(obj("hasCredentials", false, "enabled", false)) end
+  if source == ORG and scope ~= ORG then return reply.ok(config_shape(provider, cfg, source)) end
   local settings = obj()
-  for _, f in ipairs(config_fields(ctx.params.provider)) do
+  for _, f in ipairs(config_fields(provider)) do
     if not f[3] and cfg.settings[f[1]] then json.set(settings, f[1], cfg.settings[f[1]]) end
   end
-  return reply.ok(obj("settings", settings, "hasCredentials", has_credentials(ctx.params.provider, cfg.settings),
+  return reply.ok(obj("settings", settings, "hasCredentials", has_credentials(provider, cfg.settings),
     "enabled", cfg.enabled))
 end
 
-local function post_config(ctx)
+local function post_config(ctx, scope)
   local provider = ctx.params.provider
-  local app = catalog.find(provider, ctx.mode)
+  local app = find_app(ctx, provider)
   if not app or app_type(ctx, app) ~= "oauth" then
     return reply.flat(400, format('Provider "%s" does not support app configuration', provider))
   end
   local ok = v.record():parse(ctx.body)
   if not ok then return reply.flat(400, "Invalid request body") end
-  local old = ctx.state.app_configs[provider]
+  local h = holder(ctx, scope)
+  local old = h.app_configs[provider]
   local settings = {}
   for _, f in ipairs(config_fields(provider)) do
     local val = ctx.body[f[1]]
     if f[3] and (val == nil or val == "") and old then val = old.settings[f[1]] end
     settings[f[1]] = val
   end
-  ctx.state.app_configs[provider] = { settings = settings, enabled = true }
-  store.delete_connections(ctx.state, provider)
+  h.app_configs[provider] = { settings = settings, enabled = true }
+  store.delete_connections(h, provider)
   return reply.created(obj("success", true))
 end
 
-local function delete_config(ctx)
+local function delete_config(ctx, scope)
   local provider = ctx.params.provider
-  if not ctx.state.app_configs[provider] then return reply.not_found("App config not found") end
-  ctx.state.app_configs[provider] = nil
-  store.delete_connections(ctx.state, provider)
+  local h = holder(ctx, scope)
+  if not h.app_configs[provider] then return reply.not_found("App config not found") end
+  h.app_configs[provider] = nil
+  store.delete_connections(h, provider)
   return reply.no_content()
 end
 
-local function toggle_config(ctx)
+local function toggle_config(ctx, scope)
   local ok, body = TOGGLE:parse(ctx.body)
   if not ok then return reply.flat(400, body) end
-  local cfg = ctx.state.app_configs[ctx.params.provider]
+  local h = holder(ctx, scope)
+  local cfg = h.app_configs[ctx.params.provider]
   if not cfg then return reply.not_found("App config not found") end
   cfg.enabled = body.enabled
-  store.delete_connections(ctx.state, ctx.params.provider)
+  store.delete_connections(h, ctx.params.provider)
   return reply.success()
 end
 
@@ -302,51 +412,116 @@ end
 -- Connections
 ------------------------------------------------------------------------------
 
+local function scope_name(ctx, c)
+  if c.scope == ORG then return "organization" end
+  return ctx.mode == "v1" and "project" or "workspace"
+end
+
 local function connection_shape(ctx, c)
   return obj("id", c.id, "provider", c.provider, "label", c.label or null, "status", c.status,
-    "scopes", array(c.scopes), "scope", ctx.mode == "v1" and "project" or "workspace",
+    "scopes", array(c.scopes), "scope", scope_name(ctx, c),
     "metadata", c.metadata or null, "connectedAt", c.connected_at)
 end
 
-local function list_connections(ctx)
-  local provider = ctx.query.provider
+local function connection_items(ctx, scope, provider)
+  local filter = function(c) return not provider or provider == "" or c.provider == provider end
+  local conns
+  if scope == ORG then
+    conns = store.newest_first(ctx.org.connections, filter)
+  else
+    conns = store.with_org(ctx.state, "connections", filter)
+  end
   local out = array()
-  local conns = store.newest_first(ctx.state.connections, function(c)
-    return not provider or provider == "" or c.provider == provider
-  end)
   for i, c in ipairs(conns) do out[i] = connection_shape(ctx, c) end
-  return reply.ok(out)
+  return out
 end
 
-local function rename_connection(ctx)
+local function list_connections(ctx, scope)
+  return reply.ok(connection_items(ctx, scope, ctx.query.provider))
+end
+
+-- Legacy wrappers: {connections: [...]}
+local function legacy_list(ctx)
+  return reply.ok(obj("connections", connection_items(ctx, nil, nil)))
+end
+
+local function legacy_provider(ctx)
+  return reply.ok(obj("connections", connection_items(ctx, nil, ctx.params.provider)))
+end
+
+-- A project caller may rename/delete the organization's connections too.
+local function find_connection(ctx, scope, id)
+  if scope == ORG then return store.find(ctx.org.connections, id), ctx.org end
+  local c = store.find(ctx.state.connections, id)
+  if c then return c, ctx.state end
+  c = store.find(ctx.org.connections, id)
+  return c, c and ctx.org
+end
+
+local function rename_connection(ctx, scope)
   local label = typeof(ctx.body) == "object" and ctx.body.label
   if typeof(label) ~= "string" or util.trim(label) == "" then return reply.flat(400, "Label is required") end
-  local c = store.find(ctx.state.connections, ctx.params.id)
+  local c = find_connection(ctx, scope, ctx.params.id)
   if not c then return reply.flat(404, "Connection not found") end
   c.label = util.trim(label)
   return reply.ok(obj("id", c.id, "provider", c.provider, "status", c.status, "label", c.label))
 end
 
-local function delete_connection(ctx)
-  if not store.find(ctx.state.connections, ctx.params.id) then return reply.flat(404, "Connection not found") end
-  store.remove(ctx.state.connections, ctx.params.id)
-  store.remove_everywhere(ctx.state, "connection_ids", ctx.params.id)
+-- When a provider's last connection goes, its blocklist rules go too.
+local function drop_blocklist(h, provider)
+  for i = #h.rules, 1, -1 do
+    local m = h.rules[i].metadata
+    if m and m.type == "blocklist" and m.provider == provider then table.remove(h.rules, i) end
+  end
+end
+
+local function delete_connection(ctx, scope)
+  local c, h = find_connection(ctx, scope, ctx.params.id)
+  if not c then return reply.flat(404, "Connection not found") end
+  store.remove(h.connections, c.id)
+  store.remove_everywhere(ctx.org, "connection_ids", c.id)
+  if #provider_connections(h.connections, c.provider) == 0 then drop_blocklist(h, c.provider) end
   return reply.no_content()
 end
 
 local P = "project"
 
-return {
+local function project(fn) return function(ctx) return fn(ctx, nil) end end
+
+local routes = {
   { method = "GET", pattern = "/apps", auth = P, handler = list, body = false },
+  { method = "GET", pattern = "/apps/configured", auth = P, handler = project(configured), body = false },
+  { method = "GET", pattern = "/apps/env-defaults", auth = "user", handler = env_defaults, body = false },
+  { method = "GET", pattern = "/apps/permission-definitions", auth = "user", handler = permission_definitions,
+    body = false },
+  { mode = "v2", method = "GET", pattern = "/apps/available", auth = P, handler = available, body = false },
+  { method = "GET", pattern = "/apps/connections", auth = P, handler = legacy_list, body = false },
+  { method = "GET", pattern = "/apps/connections/:provider", auth = P, handler = legacy_provider, body = false },
+  { method = "PATCH", pattern = "/apps/connections/:id", auth = P, handler = project(rename_connection) },
+  { method = "DELETE", pattern = "/apps/connections/:id", auth = P, handler = project(delete_connection),
+    body = false },
   { method = "GET", pattern = "/apps/:provider", auth = P, handler = get_one, body = false },
-  { method = "POST", pattern = "/apps/:provider/connect", auth = "project400", handler = connect },
-  { method = "GET", pattern = "/apps/:provider/authorize", auth = P, handler = authorize, body = false },
+  { method = "GET", pattern = "/apps/:provider/permission-definition", auth = "user",
+    handler = permission_definition, body = false },
+  { method = "POST", pattern = "/apps/:provider/connect", auth = "project400", handler = project(connect) },
+  { method = "GET", pattern = "/apps/:provider/authorize", auth = P, handler = project(authorize), body = false },
   { method = "GET", pattern = "/apps/:provider/callback", auth = "none", handler = callback, body = false },
-  { method = "GET", pattern = "/apps/:provider/config", auth = P, handler = get_config, body = false },
-  { method = "POST", pattern = "/apps/:provider/config", auth = P, handler = post_config },
-  { method = "DELETE", pattern = "/apps/:provider/config", auth = P, handler = delete_config, body = false },
-  { method = "PATCH", pattern = "/apps/:provider/config/toggle", auth = P, handler = toggle_config },
-  { method = "GET", pattern = "/connections", auth = P, handler = list_connections, body = false },
-  { method = "PATCH", pattern = "/connections/:id", auth = P, handler = rename_connection },
-  { method = "DELETE", pattern = "/connections/:id", auth = P, handler = delete_connection, body = false },
+  { method = "GET", pattern = "/apps/:provider/config", auth = P, handler = project(get_config), body = false },
+  { method = "POST", pattern = "/apps/:provider/config", auth = P, handler = project(post_config) },
+  { method = "DELETE", pattern = "/apps/:provider/config", auth = P, handler = project(delete_config),
+    body = false },
+  { method = "PATCH", pattern = "/apps/:provider/config/toggle", auth = P, handler = project(toggle_config) },
+  { method = "GET", pattern = "/connections", auth = P, handler = project(list_connections), body = false },
+  { method = "PATCH", pattern = "/connections/:id", auth = P, handler = project(rename_connection) },
+  { method = "DELETE", pattern = "/connections/:id", auth = P, handler = project(delete_connection), body = false },
 }
+
+-- Handlers taking (ctx, scope), for the /org/* routes of standin.org.
+routes.scoped = {
+  connect = connect, authorize = authorize, configured = configured,
+  get_config = get_config, post_config = post_config, delete_config = delete_config,
+  toggle_config = toggle_config, list_connections = list_connections,
+  rename_connection = rename_connection, delete_connection = delete_connection,
+}
+
+return routes

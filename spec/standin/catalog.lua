@@ -113,13 +113,142 @@ _M.scopes = {
   gmail = "https://www.googleapis.com/auth/gmail.modify",
 }
 
--- App-permission tool definitions (PUT /rules/permissions/{provider}).
-_M.permissions = {
-  github = {
-    "list_repositories", "get_repository", "list_issues", "get_issue",
-    "create_issue", "comment_on_issue", "create_pull_request", "merge_pull_request",
+-- App-permission tool definitions (GET /apps/{p}/permission-definition,
+-- PUT /rules/permissions/{provider}, v2 grants): groups of { id, name,
+-- description } and an optional group wildcard. github and vercel carry the
+-- real server's tool ids; gmail and google-drive are plausible stand-ins.
+local function tools(list)
+  local out = {}
+  for i, t in ipairs(list) do out[i] = { id = t[1], name = t[2], description = t[3] } end
+  return out
+end
+
+local function wildcard(category)
+  return { id = category .. "_all", name = "All " .. category .. " operations",
+    description = "Every " .. category .. " operation of the app" }
+end
+
+local GITHUB = {
+  { category = "read", tools = tools({
+    { "git_clone", "Git clone / pull", "Clone or pull repository contents via git over HTTPS" },
+    { "get_repo", "Read repository", "Get repository details, files, and metadata" },
+    { "list_repos", "List repositories", "List repositories for the authenticated user" },
+    { "list_pulls", "List pull requests", "List pull requests in a repository" },
+    { "list_issues", "List issues", "List issues in a repository" },
+    { "search", "Search", "Search issues, pull requests, code, repositories, and users" },
+    { "graphql_query", "GraphQL API (queries)", "Read-only GraphQL queries" },
+    { "read_raw_content", "Read raw file content", "Fetch raw file contents from raw.githubusercontent.com" },
+  }) },
+  { category = "write", tools = tools({
+    { "git_push", "Git push", "Push commits to a repository via git over HTTPS" },
+    { "create_pull", "Create pull request", "Create a new pull request" },
+    { "create_comment", "Create comment", "Comment on an issue or pull request" },
+    { "create_issue", "Create issue", "Create a new issue in a repository" },
+    { "update_issue", "Update issue", "Edit, close, or reopen an issue, or edit an issue comment" },
+    { "update_pull", "Update pull request", "Edit, close, or reopen a pull request, or edit a review comment" },
+    { "graphql_mutation", "GraphQL API (mutations)", "GraphQL writes" },
+    { "delete_branch", "Delete branch", "Delete a git branch reference" },
+  }) },
+}
+
+_M.permission_groups = {
+  github = GITHUB,
+  ["github-app"] = GITHUB,
+  vercel = {
+    { category = "read", tools = tools({
+      { "list_projects", "List projects", "List all projects" },
+      { "get_project", "Get project", "Get a specific project" },
+      { "list_deployments", "List deployments", "List deployments" },
+      { "get_deployment", "Get deployment", "Get a specific deployment" },
+      { "list_env_vars", "List env vars", "List environment variables for a project" },
+      { "list_domains", "List domains", "List all domains" },
+      { "get_user", "Get user", "Get the authenticated user" },
+      { "list_teams", "List teams", "List teams" },
+    }) },
+    { category = "write", tools = tools({
+      { "create_deployment", "Create deployment", "Create a new deployment" },
+      { "create_env_var", "Create env var", "Create an environment variable" },
+      { "update_env_var", "Update env var", "Update an environment variable" },
+      { "delete_env_var", "Delete env var", "Delete an environment variable" },
+      { "add_domain", "Add domain", "Add a domain" },
+      { "remove_domain", "Remove domain", "Remove a domain" },
+    }) },
   },
-  gmail = { "list_messages", "get_message", "send_message", "delete_message" },
+  gmail = {
+    { category = "read", wildcard = wildcard("read"), tools = tools({
+      { "list_messages", "List messages", "Search and list messages" },
+      { "get_message", "Get message", "Read one message" },
+    }) },
+    { category = "write", wildcard = wildcard("write"), tools = tools({
+      { "send_message", "Send message", "Send an email" },
+      { "delete_message", "Delete message", "Move a message to the trash" },
+    }) },
+  },
+  ["google-drive"] = {
+    { category = "read", wildcard = wildcard("read"), tools = tools({
+      { "list_files", "List files", "List and search files" },
+      { "download_file", "Download file", "Read a file's content" },
+    }) },
+    { category = "write", wildcard = wildcard("write"), tools = tools({
+      { "upload_file", "Upload file", "Create or replace a file" },
+      { "share_file", "Share file", "Change who can access a file" },
+    }) },
+  },
+}
+
+-- Tool ids a provider's rules may name (wildcards included), and the
+-- concrete ones a v2 grant may name (no wildcards).
+_M.permissions, _M.concrete_tools = {}, {}
+for provider, groups in pairs(_M.permission_groups) do
+  local ids, concrete = {}, {}
+  for _, g in ipairs(groups) do
+    for _, t in ipairs(g.tools) do
+      ids[#ids + 1] = t.id
+      concrete[#concrete + 1] = t.id
+    end
+    if g.wildcard then ids[#ids + 1] = g.wildcard.id end
+  end
+  _M.permissions[provider], _M.concrete_tools[provider] = ids, concrete
+end
+
+-- Hosts each app talks to (GET /rules/overlap/{provider}).
+_M.hosts = {
+  github = { "api.github.com", "github.com", "uploads.github.com", "gist.github.com" },
+  ["github-app"] = { "api.github.com", "github.com" },
+  gitlab = { "gitlab.com" },
+  gmail = { "gmail.googleapis.com" },
+  ["google-drive"] = { "www.googleapis.com", "drive.googleapis.com" },
+  ["google-calendar"] = { "www.googleapis.com" },
+  notion = { "api.notion.com" },
+  resend = { "api.resend.com" },
+  cloudflare = { "api.cloudflare.com" },
+  vercel = { "api.vercel.com" },
+  slack = { "slack.com" },
+}
+
+-- Predefined blocklist hosts: { id, name, hostPattern }. Other apps have none.
+_M.blocklist = {
+  github = {
+    { id = "github-uploads", name = "Release and asset uploads", hostPattern = "uploads.github.com" },
+    { id = "github-gists", name = "Gists", hostPattern = "gist.github.com" },
+    { id = "github-raw", name = "Raw file downloads", hostPattern = "raw.githubusercontent.com" },
+  },
+  gitlab = {
+    { id = "gitlab-registry", name = "Container registry", hostPattern = "registry.gitlab.com" },
+  },
+  gmail = {
+    { id = "gmail-web", name = "Gmail web interface", hostPattern = "mail.google.com" },
+  },
+  ["google-drive"] = {
+    { id = "google-drive-content", name = "File downloads", hostPattern = "drive.usercontent.google.com" },
+    { id = "google-drive-docs", name = "Docs export", hostPattern = "docs.google.com" },
+  },
+  notion = {
+    { id = "notion-files", name = "File downloads", hostPattern = "file.notion.so" },
+  },
+  slack = {
+    { id = "slack-files", name = "File downloads", hostPattern = "files.slack.com" },
+  },
 }
 
 function _M.stub(kind)
@@ -132,9 +261,17 @@ function _M.stub(kind)
       "refresh_token", m, "type", "authorized_user", "universe_domain", "googleapis.com"))
 end
 
-function _M.find(id, mode)
+-- connectionType of app for a server; nil = not in its catalog. The v1
+-- cloud edition has the cloud-only apps for real (with their v2 types).
+function _M.type_of(app, mode, edition)
+  local t = app[mode]
+  if mode == "v1" and edition == "cloud" and t == "cloud_only" then return app.v2 end
+  return t
+end
+
+function _M.find(id, mode, edition)
   for _, app in ipairs(_M.apps) do
-    if app.id == id and app[mode] then return app end
+    if app.id == id and _M.type_of(app, mode, edition) then return app end
   end
   return nil
 end

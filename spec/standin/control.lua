@@ -1,9 +1,20 @@
--- Test hooks under /__control/ (no auth, both modes): fault injection,
--- request log, statistics, reset, shutdown.
+-- Test hooks under /__control/ (no auth, both modes, API port only): fault
+-- injection, request log, statistics, reset, shutdown, gateway approvals.
+--
+--   POST   /__control/faults      {kind, method?, path?, count?, gateway?, ...}
+--   GET    /__control/faults      DELETE /__control/faults
+--   GET    /__control/requests    (gateway requests carry gateway=true)
+--   GET    /__control/stats       GET /__control/info
+--   POST   /__control/reset       POST /__control/shutdown
+--   POST   /__control/approvals   {method?, url?, agent?, expires_in?, id?,
+--                                  project_id?, headers?, body?, summary?}
+--   GET    /__control/approvals   every approval with state and decisions
+--   GET|POST /__control/approvals/settings  {poll_hold = seconds}
 local json = require("standin.json")
 local reply = require("standin.reply")
 local pages = require("standin.pages")
 local http = require("standin.http")
+local approvals = require("standin.approvals")
 
 local _M = {}
 _M.__index = _M
@@ -17,9 +28,10 @@ local MAX_LOG = 10000
 local KINDS = { status = true, delay = true, drop = true, hang = true, html502 = true, bad_json = true,
   echo_key = true }
 
--- api: the standin.api instance (for reset and info)
-function _M.new(api)
-  local self = setmetatable({ api = api, epoch = 0 }, _M)
+-- api: the standin.api instance (for reset and info); gateway: the
+-- standin.gateway instance (poll_hold setting)
+function _M.new(api, gateway)
+  local self = setmetatable({ api = api, gateway = gateway, epoch = 0 }, _M)
   self:reset()
   return self
 end
@@ -43,7 +55,7 @@ function _M:on_accept()
   self.accepted = self.accepted + 1
 end
 
-function _M:record(req, conn)
+function _M:record(req, conn, gateway)
   self.requests = self.requests + 1
   if conn.counted_epoch ~= self.epoch then
     conn.counted_epoch = self.epoch
@@ -53,15 +65,17 @@ function _M:record(req, conn)
   for _, h in ipairs(req.header_list) do
     if headers[h[1]] == nil then json.set(headers, h[1], req.headers[h[1]]) end
   end
-  self.log[#self.log + 1] = obj("method", req.method, "path", req.path, "query", req.query_raw or null,
-    "headers", headers, "body", req.body or null, "connection", conn.id)
+  self.log[#self.log + 1] = obj("method", req.method, "path", req.path, "query", req.query_raw,
+    "headers", headers, "body", req.body or null, "connection", conn.id, "gateway", gateway or nil)
   if #self.log > MAX_LOG then remove(self.log, 1) end
 end
 
--- First matching fault (insertion order); consumes one use of it.
-function _M:take_fault(method, norm_path)
+-- First matching fault (insertion order); consumes one use of it. Faults
+-- with gateway=true apply to gateway requests only, the others to the API.
+function _M:take_fault(method, norm_path, gateway)
   for i, f in ipairs(self.faults) do
-    if (not f.method or f.method == method) and (not f.path or f.path == norm_path) then
+    if (not f.method or f.method == method) and (not f.path or f.path == norm_path)
+      and (f.gateway == true) == (gateway == true) then
       f.count = f.count - 1
       if f.count <= 0 then remove(self.faults, i) end
       return f
@@ -135,6 +149,7 @@ local function validate_fault(b)
   end
   if not check_headers(b.headers) then return "headers must be an object of strings" end
   if b.body ~= nil and typeof(b.body) ~= "string" then return "body must be a string" end
+  if b.gateway ~= nil and typeof(b.gateway) ~= "boolean" then return "gateway must be a boolean" end
   return nil
 end
 
@@ -145,6 +160,7 @@ function _M:add_fault(body)
   local fault = {
     id = self.next_fault_id, kind = b.kind, method = b.method and b.method:upper(), path = b.path,
     count = b.count or 1, status = b.status, seconds = b.seconds, headers = b.headers, body = b.body,
+    gateway = b.gateway,
   }
   self.next_fault_id = self.next_fault_id + 1
   self.faults[#self.faults + 1] = fault
@@ -155,19 +171,47 @@ function _M:list_faults()
   local out = array()
   for i, f in ipairs(self.faults) do
     out[i] = obj("id", f.id, "kind", f.kind, "method", f.method or null, "path", f.path or null,
-      "count", f.count, "status", f.status, "seconds", f.seconds)
+      "count", f.count, "status", f.status, "seconds", f.seconds, "gateway", f.gateway == true)
   end
   return reply.ok(out)
 end
 
 function _M:info()
-  local api, state = self.api, self.api.state
+  local api = self.api
+  local project = api:main_project()
   local default = nil
-  for _, a in ipairs(state.agents) do
+  for _, a in ipairs(project.agents) do
     if a.is_default then default = a.id end
   end
-  return reply.ok(obj("mode", api.mode, "api_key", state.api_key, "org_key", state.org_key,
-    "project_id", state.project_id, "version", api.version, "default_agent_id", default))
+  return reply.ok(obj("mode", api.mode, "edition", api.edition, "api_key", project.api_key,
+    "org_key", api.org.org_key, "project_id", project.id, "version", api.version, "default_agent_id", default,
+    "gateway_port", self.gateway_port, "gateway_url", api.gateway_origin, "poll_hold", self.gateway.poll_hold))
+end
+
+------------------------------------------------------------------------------
+-- Approvals
+------------------------------------------------------------------------------
+
+function _M:add_approval(body)
+  local b = json.decode(body or "")
+  local a, err = approvals.enqueue(self.api.org, self.api:main_project(), b)
+  if not a then
+    if err and err:find("already exists", 1, true) then return reply.json(409, obj("error", err)) end
+    return bad(err)
+  end
+  return reply.json(201, approvals.control_shape(a, self.api.mode))
+end
+
+function _M:approval_settings(method, body)
+  if method == "POST" then
+    local b = json.decode(body or "")
+    if typeof(b) ~= "object" then return bad("body must be a JSON object") end
+    if b.poll_hold ~= nil then
+      if typeof(b.poll_hold) ~= "number" or b.poll_hold < 0 then return bad("poll_hold must be seconds >= 0") end
+      self.gateway.poll_hold = b.poll_hold
+    end
+  end
+  return reply.ok(obj("poll_hold", self.gateway.poll_hold, "timeout_seconds", approvals.TIMEOUT_SECONDS))
 end
 
 function _M:stats()
@@ -185,6 +229,11 @@ function _M:handle(req)
   if name == "requests" and m == "GET" then return reply.ok(array(self.log)) end
   if name == "stats" and m == "GET" then return self:stats() end
   if name == "info" and m == "GET" then return self:info() end
+  if name == "approvals" and m == "POST" then return self:add_approval(req.body) end
+  if name == "approvals" and m == "GET" then return reply.ok(approvals.list(self.api.org, self.api.mode)) end
+  if name == "approvals/settings" and (m == "GET" or m == "POST") then
+    return self:approval_settings(m, req.body)
+  end
   if name == "reset" and m == "POST" then
     self.api:reset()
     self:reset()

@@ -1,9 +1,11 @@
--- Single-threaded event loop: socket.select over the listener and every
--- client connection, HTTP/1.1 keep-alive and pipelining, timers for delayed
--- answers, idle timeouts, and a bounded lifetime.
+-- Single-threaded event loop: socket.select over the two listeners (API and
+-- gateway) and every client connection, HTTP/1.1 keep-alive and pipelining,
+-- timers for delayed answers, held long polls (gateway approvals), idle
+-- timeouts, and a bounded lifetime.
 local socket = require("socket")
 local http = require("standin.http")
 local api_mod = require("standin.api")
+local gateway_mod = require("standin.gateway")
 local control_mod = require("standin.control")
 local reply = require("standin.reply")
 
@@ -11,17 +13,19 @@ local _M = {}
 _M.__index = _M
 
 local gettime, select, ipairs, pairs, setmetatable = socket.gettime, socket.select, ipairs, pairs, setmetatable
-local min, sort = math.min, table.sort
+local min, sort, remove = math.min, table.sort, table.remove
 
 local PARTIAL_REQUEST_TIMEOUT = 60
 local SHUTDOWN_GRACE = 2
 
--- opts: mode, api_key, org_key, project_id, version, max_lifetime, quiet, log (function)
+-- opts: mode, edition, api_key, org_key, project_id, version, max_lifetime,
+-- poll_hold, quiet, log (function)
 function _M.new(opts)
   local api = api_mod.new(opts)
+  local gateway = gateway_mod.new(api, { poll_hold = opts.poll_hold })
   local self = setmetatable({
-    mode = opts.mode, api = api, control = control_mod.new(api),
-    conns = {}, timers = {}, next_conn_id = 0,
+    mode = opts.mode, api = api, gateway = gateway, control = control_mod.new(api, gateway),
+    listeners = {}, conns = {}, timers = {}, waiters = {}, next_conn_id = 0,
     deadline = gettime() + opts.max_lifetime, quiet = opts.quiet,
     log_fn = opts.log or function(line) io.stderr:write(line, "\n") end,
     running = true,
@@ -33,30 +37,49 @@ function _M:log(line)
   if not self.quiet then self.log_fn(line) end
 end
 
-function _M:listen(host, port)
+local function bind(host, port)
   local listener, err = socket.bind(host, port, 64)
   if not listener then return nil, err end
   listener:settimeout(0)
-  self.listener = listener
   local _, bound_port = listener:getsockname()
-  self.port = tonumber(bound_port)
-  return self.port
+  return listener, tonumber(bound_port)
+end
+
+-- The API listener. Returns the port or nil, error.
+function _M:listen(host, port)
+  local listener, bound = bind(host, port)
+  if not listener then return nil, bound end
+  self.listener, self.port = listener, bound
+  self.listeners[listener] = "api"
+  return bound
+end
+
+-- The gateway listener (approvals). Returns the port or nil, error.
+function _M:listen_gateway(host, port)
+  local listener, bound = bind(host, port)
+  if not listener then return nil, bound end
+  self.gateway_listener, self.gateway_port = listener, bound
+  self.listeners[listener] = "gateway"
+  local public = (host == "0.0.0.0" or host == "*" or host == "::") and "127.0.0.1" or host
+  self.api.gateway_origin = "http://" .. public .. ":" .. bound
+  self.control.gateway_port = bound
+  return bound
 end
 
 ------------------------------------------------------------------------------
 -- Connections
 ------------------------------------------------------------------------------
 
-function _M:accept()
+function _M:accept(listener)
   while true do
-    local sock = self.listener:accept()
+    local sock = listener:accept()
     if not sock then return end
     sock:settimeout(0)
     sock:setoption("tcp-nodelay", true)
     self.next_conn_id = self.next_conn_id + 1
     self.conns[sock] = {
       sock = sock, id = self.next_conn_id, inbuf = "", out = "",
-      state = "read", last = gettime(),
+      state = "read", last = gettime(), kind = self.listeners[listener],
     }
     self.control:on_accept()
   end
@@ -123,28 +146,45 @@ end
 
 function _M:respond(conn, req, res, mode)
   local keepalive = req.keepalive and not self.stopping
+  mode = mode or (conn.kind == "gateway" and "gateway" or self.mode)
   local bytes = http.serialize(res, {
-    mode = mode or self.mode, keepalive = keepalive, version = req.version,
+    mode = mode, keepalive = keepalive, version = req.version,
     method = req.method, deprecation = res.deprecation,
   })
   if not keepalive then conn.state = "closing" end
-  self:log(api_mod.describe(req, res))
+  self:log((conn.kind == "gateway" and "gateway " or "") .. api_mod.describe(req, res))
   self:write(conn, bytes)
 end
 
 function _M:dispatch(conn, req)
-  if control_mod.is_control(req.path) then
+  if conn.kind == "api" and control_mod.is_control(req.path) then
     local res, action = self.control:handle(req)
     if action == "shutdown" then
       self.stopping = gettime()
       req.keepalive = false
     end
-    return self:respond(conn, req, res, "control")
+    self:respond(conn, req, res, "control")
+    return self:wake()
   end
-  self.control:record(req, conn)
-  local fault = self.control:take_fault(req.method, api_mod.normalize(req.path) or req.path)
+  local gateway = conn.kind == "gateway"
+  self.control:record(req, conn, gateway)
+  local norm = gateway and req.path or (api_mod.normalize(req.path) or req.path)
+  local fault = self.control:take_fault(req.method, norm, gateway)
   if fault then return self:apply_fault(conn, req, fault) end
-  self:respond(conn, req, self.api:handle(req))
+  self:serve(conn, req)
+end
+
+-- Answer req from the API or the gateway; a gateway long poll with nothing
+-- to hand out is held (the connection stays busy, others are served).
+function _M:serve(conn, req)
+  if conn.kind ~= "gateway" then
+    self:respond(conn, req, self.api:handle(req))
+    return self:wake()
+  end
+  local res = self.gateway:handle(req)
+  if res.hold then return self:hold(conn, req, res.hold) end
+  self:respond(conn, req, res)
+  self:wake()
 end
 
 function _M:apply_fault(conn, req, fault)
@@ -159,11 +199,49 @@ function _M:apply_fault(conn, req, fault)
     return self:after(fault.seconds, function()
       if conn.closed then return end
       conn.state = "read"
-      self:respond(conn, req, self.api:handle(req))
-      self:process(conn)
+      self:serve(conn, req)
+      if conn.state == "read" then self:process(conn) end
     end)
   end
   self:respond(conn, req, control_mod.fault_reply(fault, req))
+end
+
+------------------------------------------------------------------------------
+-- Held long polls
+------------------------------------------------------------------------------
+
+-- h: { seconds, poll = fn -> reply|nil, timeout = fn -> reply }
+function _M:hold(conn, req, h)
+  conn.state = "busy"
+  local waiter = { conn = conn, req = req, poll = h.poll }
+  self.waiters[#self.waiters + 1] = waiter
+  self:after(h.seconds, function() self:release(waiter, h.timeout()) end)
+end
+
+function _M:release(waiter, res)
+  if waiter.done then return end
+  waiter.done = true
+  for i, w in ipairs(self.waiters) do
+    if w == waiter then remove(self.waiters, i); break end
+  end
+  local conn = waiter.conn
+  if conn.closed then return end
+  conn.state = "read"
+  self:respond(conn, waiter.req, res)
+  self:process(conn)
+end
+
+-- Hand newly enqueued approvals to the polls waiting for them.
+function _M:wake()
+  if #self.waiters == 0 then return end
+  local list = {}
+  for i, w in ipairs(self.waiters) do list[i] = w end
+  for _, w in ipairs(list) do
+    if not w.done then
+      local res = w.poll()
+      if res then self:release(w, res) end
+    end
+  end
 end
 
 ------------------------------------------------------------------------------
@@ -186,10 +264,10 @@ function _M:run_timers(now)
 end
 
 function _M:reap_idle(now)
-  local idle = http.KEEPALIVE[self.mode]
   for _, conn in pairs(self.conns) do
     if conn.state == "read" and conn.out == "" then
       local pending = conn.inbuf ~= "" or conn.head
+      local idle = http.KEEPALIVE[conn.kind == "gateway" and "gateway" or self.mode]
       local limit = pending and PARTIAL_REQUEST_TIMEOUT or idle
       if now - conn.last > limit then self:close(conn) end
     end
@@ -197,8 +275,10 @@ function _M:reap_idle(now)
 end
 
 function _M:socket_sets()
-  local recvt, sendt = { self.listener }, {}
-  if self.stopping then recvt = {} end
+  local recvt, sendt = {}, {}
+  if not self.stopping then
+    for listener in pairs(self.listeners) do recvt[#recvt + 1] = listener end
+  end
   for sock, conn in pairs(self.conns) do
     if (conn.state == "read" or conn.state == "hung") and not conn.peer_closed then recvt[#recvt + 1] = sock end
     if conn.out ~= "" then sendt[#sendt + 1] = sock end
@@ -227,8 +307,8 @@ function _M:step()
   local recvt, sendt = self:socket_sets()
   local readable, writable = select(recvt, sendt, self:next_timeout(now))
   for _, sock in ipairs(readable) do
-    if sock == self.listener then
-      self:accept()
+    if self.listeners[sock] then
+      self:accept(sock)
     elseif self.conns[sock] then
       self:on_readable(self.conns[sock])
     end
@@ -250,7 +330,7 @@ function _M:run()
   end
   for _, conn in pairs(self.conns) do conn.sock:close() end
   self.conns = {}
-  self.listener:close()
+  for listener in pairs(self.listeners) do listener:close() end
 end
 
 return _M

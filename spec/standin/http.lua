@@ -5,6 +5,8 @@
 --   v1: Next.js (v1.41.0)  vary: rsc…, chunked bodies, Keep-Alive: timeout=5
 --   v2: Hono/Node (v2.0.1) access-control-allow-credentials, vary: Origin,
 --       x-request-id, content-length, Keep-Alive: timeout=70
+--   gateway: axum/hyper   content-type, content-length, date; no
+--       Connection header while the connection stays open
 local util = require("standin.util")
 
 local _M = {}
@@ -13,7 +15,7 @@ local concat, format, tonumber, ipairs = table.concat, string.format, tonumber, 
 
 _M.MAX_HEAD = 64 * 1024
 _M.MAX_BODY = 1024 * 1024
-_M.KEEPALIVE = { v1 = 5, v2 = 70, control = 5 }
+_M.KEEPALIVE = { v1 = 5, v2 = 70, control = 5, gateway = 90 }
 
 _M.REASONS = {
   [100] = "Continue", [200] = "OK", [201] = "Created", [204] = "No Content",
@@ -237,9 +239,19 @@ local function build_control(reply, opts, lines)
   return false
 end
 
-local BUILDERS = { v1 = build_v1, v2 = build_v2, control = build_control }
+local function build_gateway(reply, opts, lines)
+  local body = reply.body
+  if body ~= nil and reply.ctype then add(lines, "content-type", reply.ctype) end
+  add_all(lines, reply.headers)
+  if reply.status ~= 204 then add(lines, "content-length", body and #body or 0) end
+  add(lines, "date", util.http_date())
+  if not opts.keepalive then add(lines, "connection", "close") end
+  return false
+end
 
--- opts: { mode = "v1"|"v2"|"control", keepalive = bool, version = "1.1",
+local BUILDERS = { v1 = build_v1, v2 = build_v2, control = build_control, gateway = build_gateway }
+
+-- opts: { mode = "v1"|"v2"|"control"|"gateway", keepalive = bool, version = "1.1",
 --         method = "GET", deprecation = bool }
 function _M.serialize(reply, opts)
   local lines = { format("HTTP/1.1 %d %s", reply.status, reply.reason or _M.reason(reply.status)) }

@@ -4,15 +4,21 @@
 --   local srv = launcher.start{ mode = "v2", lua = "luajit", max_lifetime = 300 }
 --   srv.url        -- "http://127.0.0.1:PORT/v1"
 --   srv.origin     -- "http://127.0.0.1:PORT"
---   srv.port, srv.mode, srv.api_key, srv.org_key, srv.project_id, srv.pid
+--   srv.gateway_url -- "http://127.0.0.1:GWPORT" (approvals; srv.gateway_port)
+--   srv.port, srv.mode, srv.edition, srv.api_key, srv.org_key, srv.project_id, srv.pid
 --   srv:control(method, path, body_table_or_nil) -> status, decoded JSON
 --   srv:fault{ kind = "status", status = 500, path = "/v1/agents" }
+--   srv:fault{ kind = "status", status = 502, path = "/v1/approvals/pending", gateway = true }
 --   srv:requests(), srv:stats(), srv:info(), srv:reset()
+--   srv:approval{ url = "https://api.github.com/user", expires_in = 5 } -> the approval (with id)
+--   srv:approvals()                  -- every approval with state and decisions
+--   srv:gateway_settings{ poll_hold = 1 }  -- seconds a poll is held
 --   srv:stop()     -- idempotent; kills the process if shutdown does not work
 --
--- Options of start: mode ("v1"), lua ("lua5.4"), max_lifetime (300),
--- host ("127.0.0.1"), api_key, org_key, project_id, quiet (true),
--- timeout (10 s to wait for the port file).
+-- Options of start: mode ("v1"), edition ("oss"; "cloud" = v1 cloud
+-- server), lua ("lua5.4"), max_lifetime (300), host ("127.0.0.1"),
+-- api_key, org_key, project_id, poll_hold (30), quiet (true), timeout (10 s
+-- to wait for the port file).
 local socket = require("socket")
 local json = require("standin.json")
 local client = require("standin.client")
@@ -74,11 +80,13 @@ local function spawn(opts, port_file, err_file)
   local args = {
     opts.lua or "lua5.4", shell_quote(_M.server_path),
     "--mode", shell_quote(opts.mode or "v1"),
+    "--edition", shell_quote(opts.edition or "oss"),
     "--host", shell_quote(opts.host or "127.0.0.1"),
     "--port", "0", "--port-file", shell_quote(port_file),
     "--max-lifetime", tostring(opts.max_lifetime or 300),
   }
-  for _, o in ipairs({ { "api_key", "--api-key" }, { "org_key", "--org-key" }, { "project_id", "--project-id" } }) do
+  for _, o in ipairs({ { "api_key", "--api-key" }, { "org_key", "--org-key" }, { "project_id", "--project-id" },
+    { "poll_hold", "--poll-hold" } }) do
     if opts[o[1]] then args[#args + 1] = o[2] .. " " .. shell_quote(opts[o[1]]) end
   end
   if opts.quiet ~= false then args[#args + 1] = "--quiet" end
@@ -95,8 +103,9 @@ function _M.start(opts)
   os.remove(port_file)
   local pid = spawn(opts, port_file, err_file)
   local srv = setmetatable({
-    pid = pid, mode = opts.mode or "v1", host = opts.host or "127.0.0.1",
-    files = { port_file, port_file .. ".tmp", err_file }, err_file = err_file,
+    pid = pid, mode = opts.mode or "v1", edition = opts.edition or "oss", host = opts.host or "127.0.0.1",
+    files = { port_file, port_file .. ".tmp", port_file .. ".gateway", port_file .. ".gateway.tmp", err_file },
+    err_file = err_file,
   }, Server)
   local port
   wait_until(opts.timeout or 10, function()
@@ -117,6 +126,8 @@ function _M.start(opts)
     error("onecli stand-in does not answer /__control/info: " .. tostring(status), 2)
   end
   srv.api_key, srv.org_key, srv.project_id = info.api_key, info.org_key, info.project_id
+  srv.gateway_port = tonumber(info.gateway_port) or tonumber(read_file(port_file .. ".gateway") or "")
+  srv.gateway_url = srv.gateway_port and format("http://%s:%d", srv.host, srv.gateway_port)
   return srv
 end
 
@@ -152,6 +163,11 @@ function Server:reset()
   return info
 end
 function Server:info() return self:control("GET", "/__control/info") end
+function Server:approval(tbl) return checked(self, "POST", "/__control/approvals", tbl or json.obj()) end
+function Server:approvals() return checked(self, "GET", "/__control/approvals") end
+function Server:gateway_settings(tbl)
+  return checked(self, "POST", "/__control/approvals/settings", tbl or json.obj())
+end
 
 function Server:running()
   return self.pid ~= nil and _M.alive(self.pid)

@@ -1,4 +1,5 @@
--- /secrets routes (reference §6.3, messages §9.3).
+-- /secrets routes (reference §6.3, messages §9.3). The organization's
+-- secrets (/org/secrets*, standin.org) use the `scoped` handlers.
 local json = require("standin.json")
 local util = require("standin.util")
 local reply = require("standin.reply")
@@ -6,7 +7,14 @@ local store = require("standin.store")
 local v = require("standin.validate")
 
 local obj, array, null, typeof = json.obj, json.array, json.null, json.typeof
-local ipairs, pairs, next, concat, rep = ipairs, pairs, next, table.concat, string.rep
+local ipairs, pairs, next, concat, rep, format = ipairs, pairs, next, table.concat, string.rep, string.format
+
+local ORG = "organization"
+
+local function holder(ctx, scope)
+  if scope == ORG then return ctx.org end
+  return ctx.state
+end
 
 local GENERIC_MSG = "Header name, parameter name, or URL path template is required for generic secrets"
 local PATH_VALUE_MSG = "Secret value can't contain / ? # % whitespace or control characters "
@@ -209,12 +217,15 @@ local function derive(secret)
   end
 end
 
-local function scope(mode) return mode == "v1" and "project" or "workspace" end
+local function scope_name(secret, mode)
+  if secret.scope == ORG then return "organization" end
+  return mode == "v1" and "project" or "workspace"
+end
 
 local function list_item(s, mode)
   return obj("id", s.id, "name", s.name, "type", s.type, "valueSource", s.value_source,
     "opRef", s.op_ref or null, "hostPattern", s.host_pattern, "pathPattern", s.path_pattern or null,
-    "injectionConfig", s.injection or null, "metadata", s.metadata or null, "scope", scope(mode),
+    "injectionConfig", s.injection or null, "metadata", s.metadata or null, "scope", scope_name(s, mode),
     "createdAt", s.created_at, "typeLabel", TYPE_LABELS[s.type])
 end
 
@@ -227,9 +238,16 @@ end
 -- Handlers
 ------------------------------------------------------------------------------
 
-local function list(ctx)
+-- A project lists its own secrets and the organization's.
+local function list(ctx, scope)
+  local secrets
+  if scope == ORG then
+    secrets = store.newest_first(ctx.org.secrets)
+  else
+    secrets = store.with_org(ctx.state, "secrets")
+  end
   local out = array()
-  for _, s in ipairs(store.newest_first(ctx.state.secrets)) do out[#out + 1] = list_item(s, ctx.mode) end
+  for _, s in ipairs(secrets) do out[#out + 1] = list_item(s, ctx.mode) end
   return reply.ok(out)
 end
 
@@ -249,14 +267,19 @@ local function check_create(body)
   return nil
 end
 
-local function create(ctx)
+local function create(ctx, scope)
   local ok, body = CREATE:parse(ctx.body)
   if not ok then return reply.flat(400, body) end
+  local source = body.valueSource or "inline"
+  if scope == ORG and source == "onepassword" then
+    return reply.bad_request(format("1Password is only available for %s-scoped secrets",
+      ctx.mode == "v1" and "project" or "workspace"))
+  end
   local err = check_create(body)
   if err then return err end
-  local source = body.valueSource or "inline"
+  local h = holder(ctx, scope)
   local secret = {
-    id = util.uuid4(), seq = store.next_seq(ctx.state), created_at = util.iso(),
+    id = util.uuid4(), seq = store.next_seq(h), created_at = util.iso(), scope = scope == ORG and ORG or nil,
     name = body.name, type = body.type, value_source = source,
     value = source == "inline" and body.value or nil,
     op_ref = source == "onepassword" and body.opRef or nil, op_display = body.opDisplay,
@@ -264,7 +287,7 @@ local function create(ctx)
     injection = body.type == "generic" and body.injectionConfig or nil,
   }
   derive(secret)
-  ctx.state.secrets[#ctx.state.secrets + 1] = secret
+  h.secrets[#h.secrets + 1] = secret
   return reply.created(obj("id", secret.id, "name", secret.name, "type", secret.type,
     "valueSource", secret.value_source, "opRef", secret.op_ref or null, "hostPattern", secret.host_pattern,
     "pathPattern", secret.path_pattern or null, "createdAt", secret.created_at,
@@ -300,11 +323,11 @@ local function collect_updates(secret, body)
   return updates
 end
 
-local function patch(ctx)
+local function patch(ctx, scope)
   local ok, body = PATCH:parse(ctx.body)
   if not ok then return reply.flat(400, body) end
   if #json.keys(body) == 0 then return reply.flat(400, "At least one field must be provided") end
-  local secret = store.find(ctx.state.secrets, ctx.params.id)
+  local secret = store.find(holder(ctx, scope).secrets, ctx.params.id)
   if not secret then return reply.not_found("Secret not found") end
   local updates, err = collect_updates(secret, body)
   if not updates then return err end
@@ -315,15 +338,21 @@ local function patch(ctx)
   return reply.success()
 end
 
-local function delete(ctx)
-  if not store.remove(ctx.state.secrets, ctx.params.id) then return reply.not_found("Secret not found") end
-  store.remove_everywhere(ctx.state, "secret_ids", ctx.params.id)
+local function delete(ctx, scope)
+  if not store.remove(holder(ctx, scope).secrets, ctx.params.id) then return reply.not_found("Secret not found") end
+  store.remove_everywhere(ctx.org, "secret_ids", ctx.params.id)
   return reply.no_content()
 end
 
-return {
-  { method = "GET", pattern = "/secrets", auth = "project", handler = list, body = false },
-  { method = "POST", pattern = "/secrets", auth = "project", handler = create },
-  { method = "PATCH", pattern = "/secrets/:id", auth = "project", handler = patch },
-  { method = "DELETE", pattern = "/secrets/:id", auth = "project", handler = delete, body = false },
+local function project(fn) return function(ctx) return fn(ctx, nil) end end
+
+local routes = {
+  { method = "GET", pattern = "/secrets", auth = "project", handler = project(list), body = false },
+  { method = "POST", pattern = "/secrets", auth = "project", handler = project(create) },
+  { method = "PATCH", pattern = "/secrets/:id", auth = "project", handler = project(patch) },
+  { method = "DELETE", pattern = "/secrets/:id", auth = "project", handler = project(delete), body = false },
 }
+
+routes.scoped = { list = list, create = create, patch = patch, delete = delete }
+
+return routes
