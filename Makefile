@@ -4,6 +4,7 @@
 #                   against the bundled local OneCLI stand-in server
 #   make test       install what is missing, build, run every test
 #   make build      build onecli.core for each runtime in RUNTIMES
+#   make bench      time client:batch against sequential calls
 #   make asan       the whole suite against an ASan+UBSan build
 #   make valgrind   the whole suite under valgrind (no definite leaks)
 #   make lint       luacheck
@@ -13,7 +14,7 @@
 # packagers can drive it: LUA_INCDIR, LIBFLAG, CFLAGS, PREFIX, LUADIR,
 # LIBDIR, DESTDIR.
 
-RUNTIMES    ?= lua5.4 luajit
+RUNTIMES    ?= lua5.1 lua5.3 lua5.4 luajit
 CC          ?= cc
 PKG_CONFIG  ?= pkg-config
 BUSTED      ?= busted
@@ -39,18 +40,21 @@ LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
 
-SOURCES     = csrc/core.c csrc/json.c csrc/errors.c csrc/backoff.c csrc/transport.c
+SOURCES     = csrc/core.c csrc/json.c csrc/errors.c csrc/backoff.c csrc/http.c \
+              csrc/transport.c csrc/multi.c
 HEADERS     = csrc/onecli.h csrc/compat.h
-LUA_MODULES = $(wildcard lua/onecli/*.lua)
+LUA_MODULES = $(shell find lua -name '*.lua' | sort)
 
 # Debian packages the build and the tests need.
 DEB_BUILD   = gcc make pkg-config libcurl4-openssl-dev ca-certificates \
-              lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev lua-cjson
-DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl
+              lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev \
+              luajit2 libluajit2-5.1-dev lua-cjson
+DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl \
+              nginx libnginx-mod-http-lua neovim
 DEB_CHECK   = $(DEB_TEST) valgrind
 
 .PHONY: all build demo test test-only deps deps-build deps-check asan \
-        valgrind lint install rock-check clean
+        valgrind lint install rock-check bench clean
 
 all: build
 
@@ -93,6 +97,12 @@ lint:
 rock-check:
 	@sh .ci/rock-check
 
+# 50 calls against a stand-in that delays each answer by 100 ms:
+# sequential calls against client:batch. Prints; asserts nothing.
+bench: deps
+	@$(MAKE) --no-print-directory build RUNTIMES=lua5.4
+	lua5.4 spec/bench/batch_bench.lua
+
 # ---------------------------------------------------------------------
 # Memory checking.
 
@@ -116,9 +126,14 @@ valgrind: deps-check build/lua5.4/onecli/core.so
 
 # ---------------------------------------------------------------------
 
+# Every module under lua/ keeps its place (lua/onecli/transport/nvim.lua
+# -> $(LUADIR)/onecli/transport/nvim.lua).
 install: build/lua$(LUA_VERSION)/onecli/core.so
-	install -d $(DESTDIR)$(LUADIR)/onecli $(DESTDIR)$(LIBDIR)/onecli
-	install -m 644 $(LUA_MODULES) $(DESTDIR)$(LUADIR)/onecli/
+	install -d $(DESTDIR)$(LIBDIR)/onecli
+	for f in $(LUA_MODULES); do \
+	    d="$(DESTDIR)$(LUADIR)/$$(dirname "$${f#lua/}")"; \
+	    install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
+	done
 	install -m 755 build/lua$(LUA_VERSION)/onecli/core.so $(DESTDIR)$(LIBDIR)/onecli/
 
 clean:

@@ -18,6 +18,9 @@
 #define onecli_rawgetp(L, i, p)      ((void)lua_rawgetp((L), (i), (p)))
 #define onecli_rawsetp(L, i, p)      lua_rawsetp((L), (i), (p))
 #define onecli_newlibtable(L, l)     lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
+/* the user value of a full userdata (a table here) */
+#define onecli_getuservalue(L, i)    ((void)lua_getuservalue((L), (i)))
+#define onecli_setuservalue(L, i)    lua_setuservalue((L), (i))
 
 #else /* Lua 5.1 and LuaJIT */
 
@@ -52,6 +55,9 @@ static inline void onecli_rawsetp(lua_State *L, int idx, const void *p)
 }
 
 #define onecli_newlibtable(L, l)     lua_createtable((L), 0, sizeof(l) / sizeof((l)[0]) - 1)
+/* a userdata's environment table plays the part of its user value */
+#define onecli_getuservalue(L, i)    lua_getfenv((L), (i))
+#define onecli_setuservalue(L, i)    ((void)lua_setfenv((L), (i)))
 
 #endif
 

@@ -1,6 +1,7 @@
 /*
  * core.c - entry point of onecli.core. It only registers: each concern
- * lives in its own file (json.c, errors.c, backoff.c, transport.c).
+ * lives in its own file (json.c, errors.c, backoff.c, http.c shared by
+ * transport.c and multi.c).
  */
 #include <curl/curl.h>
 
@@ -9,6 +10,25 @@
 ONECLI_EXPORT int luaopen_onecli_core(lua_State *L);
 
 static int curl_ready = 0;
+
+void onecli_type_open(lua_State *L, const char *tname, const luaL_Reg *methods,
+                      lua_CFunction close, lua_CFunction tostring)
+{
+    if (luaL_newmetatable(L, tname)) {
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, close);
+        lua_setfield(L, -2, "__close");
+#endif
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_newtable(L);
+        onecli_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
 
 int luaopen_onecli_core(lua_State *L)
 {
@@ -23,6 +43,8 @@ int luaopen_onecli_core(lua_State *L)
     onecli_json_open(L);
     onecli_errors_open(L);
     onecli_backoff_open(L);
+    onecli_http_open(L);
     onecli_transport_open(L);
+    onecli_multi_open(L);
     return 1;
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <lua.h>
 #include <lauxlib.h>
+#include <curl/curl.h>
 
 #include "compat.h"
 
@@ -26,6 +27,13 @@
 
 /* Largest response body kept in an error object. */
 #define ONECLI_ERROR_BODY_MAX 4096
+
+/* core.c */
+/* Makes the metatable tname (once): methods as __index; close() as __gc
+ * (and __close on 5.4), an idempotent close shared with the close method;
+ * tostring as __tostring. */
+ONECLI_HIDDEN void onecli_type_open(lua_State *L, const char *tname,
+        const luaL_Reg *methods, lua_CFunction close, lua_CFunction tostring);
 
 /* json.c */
 ONECLI_HIDDEN void onecli_json_open(lua_State *L);
@@ -45,7 +53,83 @@ ONECLI_HIDDEN void onecli_backoff_open(lua_State *L);
 /* Seconds until the Retry-After value, or -1 if it cannot be read. */
 ONECLI_HIDDEN double onecli_retry_after_seconds(const char *value, double now);
 
+/* http.c - shared by transport.c and multi.c */
+
+/* A growable byte buffer on the C heap. */
+typedef struct onecli_buffer_t {
+    char *data;
+    size_t len;
+    size_t cap;
+} onecli_buffer_t;
+
+/* Options of a Transport or a Multi; the strings are owned copies. */
+typedef struct onecli_options_t {
+    long timeout_ms;
+    long connect_timeout_ms;
+    size_t max_response;
+    int insecure;
+    char *ca_file;
+    char *user_agent;
+} onecli_options_t;
+
+/* A request table as read from Lua: the strings point into Lua values
+ * that the caller keeps referenced (on the stack, or anchored). */
+typedef struct onecli_request_t {
+    const char *method, *url, *path, *secret, *body;
+    size_t body_len;
+    long timeout_ms;
+    long connect_timeout_ms;
+    int fresh_connect;
+    int headers_idx;          /* stack index of the headers table, or 0 */
+} onecli_request_t;
+
+/* The C side of one exchange: request header list, response buffers and
+ * libcurl's error text. Always embedded in memory a userdata owns. */
+typedef struct onecli_exchange_t {
+    struct curl_slist *headers;
+    onecli_buffer_t body;
+    onecli_buffer_t head;
+    size_t max_response;
+    int too_large;
+    char errbuf[CURL_ERROR_SIZE];
+} onecli_exchange_t;
+
+/* Sets core.user_agent and core.curl_version. */
+ONECLI_HIDDEN void onecli_http_open(lua_State *L);
+/* Reads the options table at idx (nil: defaults) into o; the two strings
+ * are borrowed from the table. Raises on bad options, allocates nothing. */
+ONECLI_HIDDEN void onecli_options_read(lua_State *L, int idx, onecli_options_t *o,
+        const char **ca_file, const char **user_agent);
+/* Copies the strings into o; returns 0 when out of memory. */
+ONECLI_HIDDEN int onecli_options_own(onecli_options_t *o, const char *ca_file,
+        const char *user_agent);
+ONECLI_HIDDEN void onecli_options_release(onecli_options_t *o);
+/* Reads and checks the request table at idx (absolute). Pushes two values
+ * (body, headers) that must stay on the stack while r is used. */
+ONECLI_HIDDEN void onecli_request_read(lua_State *L, int idx,
+        const onecli_options_t *o, onecli_request_t *r);
+/* Resets easy and sets it up for r; raises only when out of memory (what
+ * was allocated is owned by x). Returns libcurl's verdict on the options. */
+ONECLI_HIDDEN CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x,
+        CURL *easy, const onecli_options_t *o, const onecli_request_t *r);
+/* Frees the request header list (the transfer is over). */
+ONECLI_HIDDEN void onecli_exchange_finish(onecli_exchange_t *x);
+/* Also empties the buffers, keeping small ones for the next exchange. */
+ONECLI_HIDDEN void onecli_exchange_recycle(onecli_exchange_t *x);
+ONECLI_HIDDEN void onecli_exchange_release(onecli_exchange_t *x);
+/* Pushes status, headers, body of a completed exchange. */
+ONECLI_HIDDEN void onecli_exchange_push_response(lua_State *L,
+        onecli_exchange_t *x, CURL *easy);
+/* Pushes the structured error of a failed exchange; started = 0 when rc
+ * came from setting the handle up (nothing was sent). Only method, url,
+ * path and secret of r are used. */
+ONECLI_HIDDEN void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x,
+        CURL *easy, CURLcode rc, const onecli_request_t *r, int started);
+
 /* transport.c */
 ONECLI_HIDDEN void onecli_transport_open(lua_State *L);
+
+/* multi.c */
+ONECLI_HIDDEN void onecli_multi_open(lua_State *L);
 
 #endif /* ONECLI_H */

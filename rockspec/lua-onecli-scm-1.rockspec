@@ -11,9 +11,10 @@ description = {
   detailed = [[
 lua-onecli wraps the OneCLI management API (agents, secrets, policy rules,
 app connections, user API keys): a C core does HTTP with libcurl (keep-alive,
-timeouts, TLS verification), JSON through lua-cjson and error normalization;
-a thin Lua layer returns plain tables, raises structured errors and retries
-what is safe to retry.
+timeouts, TLS verification, many transfers at once over a multi handle), JSON
+through lua-cjson and error normalization; a thin Lua layer returns plain
+tables, raises structured errors, retries what is safe to retry and runs
+batches of calls concurrently. Lua 5.1, 5.3, 5.4 and LuaJIT.
 ]],
   license = "MIT",
   labels = { "onecli", "api", "http", "curl" },
@@ -35,16 +36,25 @@ build = {
   type = "builtin",
   modules = {
     ["onecli"] = "lua/onecli/init.lua",
+    ["onecli.approvals"] = "lua/onecli/approvals.lua",
+    ["onecli.batch"] = "lua/onecli/batch.lua",
     ["onecli.client"] = "lua/onecli/client.lua",
     ["onecli.endpoints"] = "lua/onecli/endpoints.lua",
+    ["onecli.health"] = "lua/onecli/health.lua",
+    ["onecli.helpers"] = "lua/onecli/helpers.lua",
+    ["onecli.meta"] = "lua/onecli/meta.lua",
     ["onecli.retry"] = "lua/onecli/retry.lua",
+    ["onecli.transport.nvim"] = "lua/onecli/transport/nvim.lua",
+    ["onecli.transport.resty"] = "lua/onecli/transport/resty.lua",
     ["onecli.core"] = {
       sources = {
         "csrc/core.c",
         "csrc/json.c",
         "csrc/errors.c",
         "csrc/backoff.c",
+        "csrc/http.c",
         "csrc/transport.c",
+        "csrc/multi.c",
       },
       libraries = { "curl" },
       incdirs = { "$(CURL_INCDIR)" },

@@ -45,13 +45,34 @@ function _M.should_retry(err, method, idempotent)
   return (err.status == 429 or err.status == 503) and err.retry_after ~= nil
 end
 
+--- After attempt number n of a call failed with err: the seconds to wait
+-- before the next attempt, or nil when the call stops here. Sets
+-- err.attempts and calls policy.on_retry. Shared by run() (which sleeps)
+-- and the batch driver (which keeps a timer per call instead).
+-- policy: { method=, idempotent=?, max_retries=, base=, max=,
+--           max_retry_after=, on_retry=function(err, n, delay)? }
+function _M.next_delay(err, n, policy)
+  err.attempts = n
+  if n > (policy.max_retries or 0) or not _M.should_retry(err, policy.method, policy.idempotent) then
+    return nil
+  end
+  local delay = backoff(n, {
+    base = policy.base,
+    max = policy.max,
+    retry_after = err.retry_after,
+    max_retry_after = policy.max_retry_after,
+  })
+  if policy.on_retry then
+    policy.on_retry(err, n, delay)
+  end
+  return delay
+end
+
 --- Runs attempt(n) until it succeeds or retrying stops.
 -- attempt(n) returns result (success) or nil, err.
--- policy: { method=, idempotent=?, max_retries=, sleep=, base=, max=,
---           max_retry_after=, on_retry=function(err, n, delay)? }
+-- policy: as for next_delay, plus sleep=function(seconds).
 -- Returns result, nil, attempts | nil, err, attempts (err.attempts set).
 function _M.run(attempt, policy)
-  local max_retries = policy.max_retries or 0
   local n = 0
   while true do
     n = n + 1
@@ -59,18 +80,9 @@ function _M.run(attempt, policy)
     if err == nil then
       return result, nil, n
     end
-    err.attempts = n
-    if n > max_retries or not _M.should_retry(err, policy.method, policy.idempotent) then
+    local delay = _M.next_delay(err, n, policy)
+    if delay == nil then
       return nil, err, n
-    end
-    local delay = backoff(n, {
-      base = policy.base,
-      max = policy.max,
-      retry_after = err.retry_after,
-      max_retry_after = policy.max_retry_after,
-    })
-    if policy.on_retry then
-      policy.on_retry(err, n, delay)
     end
     policy.sleep(delay)
   end

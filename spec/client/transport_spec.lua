@@ -5,6 +5,7 @@ local onecli = require("onecli")
 local core = require("onecli.core")
 local launcher = require("standin.launcher")
 local api = require("support.api")
+local net = require("support.net")
 local socket = require("socket")
 
 local srv
@@ -16,11 +17,7 @@ local raised = api.raised
 
 -- Counts the requests the server saw for a path.
 local function hits(path, method)
-  local n = 0
-  for _, r in ipairs(srv:requests()) do
-    if r.path == path and (method == nil or r.method == method) then n = n + 1 end
-  end
-  return n
+  return net.hits(srv, path, method)
 end
 
 -- A sleep that records the delays instead of waiting.
@@ -29,13 +26,7 @@ local function recording_sleep()
   return delays, function(s) delays[#delays + 1] = s end
 end
 
--- A free port on 127.0.0.1 with nothing listening on it.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
+local closed_port = net.closed_port
 
 describe("transport and retries", function()
   setup(function()

@@ -1,0 +1,509 @@
+/*
+ * http.c - what the blocking transport (transport.c) and the multi driver
+ * (multi.c) share: reading the client options and a request table,
+ * preparing a libcurl easy handle for one exchange, the response buffers
+ * and their callbacks, and turning the outcome into Lua values (status,
+ * headers, body, or a structured transport error).
+ *
+ * An onecli_exchange_t is embedded in a structure owned by a userdata
+ * (the Transport itself, or one transfer slot of a Multi), so everything
+ * it holds on the C heap is released by that userdata's close()/__gc even
+ * when a Lua error interrupts a request half-way. libcurl's callbacks get
+ * the exchange, never a lua_State.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onecli.h"
+
+#define DEFAULT_TIMEOUT 60.0
+#define DEFAULT_CONNECT_TIMEOUT 10.0
+#define DEFAULT_MAX_RESPONSE (64u * 1024u * 1024u)
+#define MAX_HEADER_NAME 256
+#define MAX_HEAD_SIZE (1024u * 1024u)
+#define KEEP_BUFFER_MAX (256u * 1024u)
+
+static char default_user_agent[160];
+
+/* ---------------------------------------------------------------- */
+/* curl error names                                                 */
+
+#define ONECLI_CURL_CODES(X) \
+    X(UNSUPPORTED_PROTOCOL) X(FAILED_INIT) X(URL_MALFORMAT) \
+    X(NOT_BUILT_IN) X(COULDNT_RESOLVE_PROXY) X(COULDNT_RESOLVE_HOST) \
+    X(COULDNT_CONNECT) X(WEIRD_SERVER_REPLY) X(REMOTE_ACCESS_DENIED) \
+    X(HTTP2) X(PARTIAL_FILE) X(HTTP_RETURNED_ERROR) X(WRITE_ERROR) \
+    X(READ_ERROR) X(OUT_OF_MEMORY) X(OPERATION_TIMEDOUT) \
+    X(RANGE_ERROR) X(SSL_CONNECT_ERROR) X(BAD_DOWNLOAD_RESUME) \
+    X(FUNCTION_NOT_FOUND) X(ABORTED_BY_CALLBACK) \
+    X(BAD_FUNCTION_ARGUMENT) X(INTERFACE_FAILED) X(TOO_MANY_REDIRECTS) \
+    X(UNKNOWN_OPTION) X(GOT_NOTHING) X(SSL_ENGINE_NOTFOUND) \
+    X(SSL_ENGINE_SETFAILED) X(SEND_ERROR) X(RECV_ERROR) \
+    X(SSL_CERTPROBLEM) X(SSL_CIPHER) X(PEER_FAILED_VERIFICATION) \
+    X(BAD_CONTENT_ENCODING) X(FILESIZE_EXCEEDED) X(USE_SSL_FAILED) \
+    X(SEND_FAIL_REWIND) X(SSL_ENGINE_INITFAILED) X(LOGIN_DENIED) \
+    X(SSL_CACERT_BADFILE) X(SSL_SHUTDOWN_FAILED) X(AGAIN) \
+    X(SSL_CRL_BADFILE) X(SSL_ISSUER_ERROR) X(CHUNK_FAILED) \
+    X(NO_CONNECTION_AVAILABLE) X(SSL_PINNEDPUBKEYNOTMATCH) \
+    X(SSL_INVALIDCERTSTATUS) X(HTTP2_STREAM) X(RECURSIVE_API_CALL) \
+    X(AUTH_ERROR) X(HTTP3) X(QUIC_CONNECT_ERROR) X(PROXY) \
+    X(SSL_CLIENTCERT)
+
+static const char *curl_code_name(CURLcode rc)
+{
+    switch (rc) {
+#define ONECLI_CURL_CASE(name) case CURLE_##name: return #name;
+    ONECLI_CURL_CODES(ONECLI_CURL_CASE)
+#undef ONECLI_CURL_CASE
+    default: return "UNKNOWN";
+    }
+}
+
+/* The request provably never left this machine. */
+static int never_sent(CURLcode rc)
+{
+    return rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_COULDNT_RESOLVE_HOST
+           || rc == CURLE_COULDNT_CONNECT || rc == CURLE_URL_MALFORMAT
+           || rc == CURLE_UNSUPPORTED_PROTOCOL;
+}
+
+/* ---------------------------------------------------------------- */
+/* buffers and callbacks                                            */
+
+static int buffer_append(onecli_buffer_t *b, const char *data, size_t n,
+                         size_t limit)
+{
+    if (n > limit || b->len > limit - n)
+        return 0;
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *p;
+        while (cap < b->len + n)
+            cap *= 2;
+        p = realloc(b->data, cap);
+        if (p == NULL)
+            return 0;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    return 1;
+}
+
+static void buffer_release(onecli_buffer_t *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* Keeps small buffers for the next request, frees big ones. */
+static void buffer_recycle(onecli_buffer_t *b)
+{
+    if (b->cap > KEEP_BUFFER_MAX)
+        buffer_release(b);
+    b->len = 0;
+}
+
+static size_t write_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    onecli_exchange_t *x = ud;
+    size_t n = size * nmemb;
+    if (!buffer_append(&x->body, data, n, x->max_response)) {
+        x->too_large = x->body.len + n > x->max_response;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static size_t write_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    onecli_exchange_t *x = ud;
+    size_t n = size * nmemb;
+    /* keep only the last response's headers (after 1xx or proxy CONNECT) */
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+        x->head.len = 0;
+    if (!buffer_append(&x->head, data, n, MAX_HEAD_SIZE))
+        return 0;
+    return n;
+}
+
+void onecli_exchange_finish(onecli_exchange_t *x)
+{
+    if (x->headers) {
+        curl_slist_free_all(x->headers);
+        x->headers = NULL;
+    }
+}
+
+void onecli_exchange_recycle(onecli_exchange_t *x)
+{
+    onecli_exchange_finish(x);
+    buffer_recycle(&x->body);
+    buffer_recycle(&x->head);
+}
+
+void onecli_exchange_release(onecli_exchange_t *x)
+{
+    onecli_exchange_finish(x);
+    buffer_release(&x->body);
+    buffer_release(&x->head);
+}
+
+/* ---------------------------------------------------------------- */
+/* options                                                          */
+
+/* Reads an optional number of seconds into milliseconds. */
+static long opt_seconds_ms(lua_State *L, int idx, const char *field, long dflt)
+{
+    lua_Number s;
+    lua_getfield(L, idx, field);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return dflt;
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER)
+        luaL_error(L, "option '%s' must be a number of seconds, got %s", field,
+                   luaL_typename(L, -1));
+    s = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (!(s >= 0) || s > 2000000)
+        luaL_error(L, "option '%s' must be between 0 and 2000000 seconds", field);
+    if (s > 0 && s < 0.001)
+        s = 0.001;    /* 0 means "no limit" to libcurl: keep tiny values tiny */
+    return (long)(s * 1000 + 0.5);
+}
+
+static const char *opt_string(lua_State *L, int idx, const char *field)
+{
+    const char *s = NULL;
+    lua_getfield(L, idx, field);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "option '%s' must be a string, got %s", field,
+                       luaL_typename(L, -1));
+        s = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1); /* the string stays referenced by the options table */
+    return s;
+}
+
+static char *dup_string(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+void onecli_options_read(lua_State *L, int idx, onecli_options_t *o,
+                        const char **ca_file, const char **user_agent)
+{
+    lua_Number max_response = DEFAULT_MAX_RESPONSE;
+
+    memset(o, 0, sizeof *o);
+    if (lua_isnoneornil(L, idx)) {
+        lua_newtable(L);
+        lua_replace(L, idx);
+    }
+    luaL_checktype(L, idx, LUA_TTABLE);
+    o->timeout_ms = opt_seconds_ms(L, idx, "timeout", (long)(DEFAULT_TIMEOUT * 1000));
+    o->connect_timeout_ms = opt_seconds_ms(L, idx, "connect_timeout",
+                                           (long)(DEFAULT_CONNECT_TIMEOUT * 1000));
+    *ca_file = opt_string(L, idx, "ca_file");
+    *user_agent = opt_string(L, idx, "user_agent");
+    lua_getfield(L, idx, "insecure");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        luaL_error(L, "option 'insecure' must be a boolean");
+    o->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "max_response_size");
+    if (!lua_isnil(L, -1)) {
+        max_response = luaL_checknumber(L, -1);
+        if (!(max_response >= 1))
+            luaL_error(L, "option 'max_response_size' must be >= 1");
+    }
+    lua_pop(L, 1);
+    o->max_response = max_response > 4294967295.0 ? 4294967295u : (size_t)max_response;
+}
+
+int onecli_options_own(onecli_options_t *o, const char *ca_file,
+                       const char *user_agent)
+{
+    if (ca_file && (o->ca_file = dup_string(ca_file)) == NULL)
+        return 0;
+    o->user_agent = dup_string(user_agent ? user_agent : default_user_agent);
+    return o->user_agent != NULL;
+}
+
+void onecli_options_release(onecli_options_t *o)
+{
+    free(o->ca_file);
+    o->ca_file = NULL;
+    free(o->user_agent);
+    o->user_agent = NULL;
+}
+
+/* ---------------------------------------------------------------- */
+/* requests                                                         */
+
+/* Validates request.headers (a name -> value map) before any allocation. */
+static void check_headers(lua_State *L, int idx)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        const char *name, *value;
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "request header names must be strings");
+        if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "request header '%s' must be a string, got %s",
+                       lua_tostring(L, -2), luaL_typename(L, -1));
+        name = lua_tostring(L, -2);
+        lua_pushvalue(L, -1);
+        value = lua_tostring(L, -1);
+        if (*name == '\0' || strpbrk(name, ":\r\n \t") != NULL)
+            luaL_error(L, "request header name '%s' is not valid", name);
+        if (strpbrk(value, "\r\n") != NULL)
+            luaL_error(L, "request header '%s' contains a line break", name);
+        lua_pop(L, 2);
+    }
+}
+
+void onecli_request_read(lua_State *L, int idx, const onecli_options_t *o,
+                         onecli_request_t *r)
+{
+    int body_idx, headers_idx;
+
+    memset(r, 0, sizeof *r);
+    r->method = opt_string(L, idx, "method");
+    r->url = opt_string(L, idx, "url");
+    if (r->method == NULL || r->url == NULL)
+        luaL_error(L, "request needs 'method' and 'url'");
+    r->path = opt_string(L, idx, "path");
+    r->secret = opt_string(L, idx, "secret");
+    lua_getfield(L, idx, "body");
+    body_idx = lua_gettop(L);
+    if (!lua_isnil(L, body_idx)) {
+        if (lua_type(L, body_idx) != LUA_TSTRING)
+            luaL_error(L, "request body must be a string, got %s",
+                       luaL_typename(L, body_idx));
+        r->body = lua_tolstring(L, body_idx, &r->body_len);
+    }
+    if (r->body && (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0))
+        luaL_error(L, "a %s request cannot have a body", r->method);
+    r->timeout_ms = opt_seconds_ms(L, idx, "timeout", o->timeout_ms);
+    r->connect_timeout_ms = opt_seconds_ms(L, idx, "connect_timeout",
+                                           o->connect_timeout_ms);
+    lua_getfield(L, idx, "fresh_connect");
+    r->fresh_connect = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "headers");
+    headers_idx = lua_gettop(L);
+    if (!lua_isnil(L, headers_idx)) {
+        luaL_checktype(L, headers_idx, LUA_TTABLE);
+        check_headers(L, headers_idx);
+        r->headers_idx = headers_idx;
+    }
+}
+
+/* Builds x->headers from the validated map at idx; raises only on OOM,
+ * when the partial list is already owned by x. */
+static void build_headers(lua_State *L, onecli_exchange_t *x, int idx)
+{
+    struct curl_slist *next;
+    if (idx != 0) {
+        lua_pushnil(L);
+        while (lua_next(L, idx) != 0) {
+            const char *line;
+            lua_pushvalue(L, -1);
+            line = lua_pushfstring(L, "%s: %s", lua_tostring(L, -3),
+                                   lua_tostring(L, -1));
+            next = curl_slist_append(x->headers, line);
+            lua_pop(L, 3);
+            if (next == NULL)
+                luaL_error(L, "not enough memory");
+            x->headers = next;
+        }
+    }
+    next = curl_slist_append(x->headers, "Expect:"); /* no 100-continue */
+    if (next == NULL)
+        luaL_error(L, "not enough memory");
+    x->headers = next;
+}
+
+#define SETOPT(opt, val) \
+    do { if (rc == CURLE_OK) rc = curl_easy_setopt(easy, (opt), (val)); } while (0)
+
+CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
+                                 const onecli_options_t *o,
+                                 const onecli_request_t *r)
+{
+    CURLcode rc = CURLE_OK;
+
+    onecli_exchange_finish(x);
+    build_headers(L, x, r->headers_idx);
+    x->body.len = 0;
+    x->head.len = 0;
+    x->too_large = 0;
+    x->max_response = o->max_response;
+    x->errbuf[0] = '\0';
+
+    /* reset keeps the connection, DNS and TLS session caches */
+    curl_easy_reset(easy);
+    SETOPT(CURLOPT_URL, r->url);
+    SETOPT(CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+#else
+    SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    /* libcurl re-sends a request once, silently, when a reused connection
+     * closes without an answer; requests that must not be repeated ask
+     * for a connection of their own instead */
+    SETOPT(CURLOPT_FRESH_CONNECT, r->fresh_connect ? 1L : 0L);
+    SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    SETOPT(CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+    SETOPT(CURLOPT_SSL_VERIFYPEER, o->insecure ? 0L : 1L);
+    SETOPT(CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
+    if (o->ca_file)
+        SETOPT(CURLOPT_CAINFO, o->ca_file);
+    SETOPT(CURLOPT_USERAGENT, o->user_agent);
+    SETOPT(CURLOPT_HTTPHEADER, x->headers);
+    SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
+    SETOPT(CURLOPT_WRITEFUNCTION, write_body);
+    SETOPT(CURLOPT_WRITEDATA, (void *)x);
+    SETOPT(CURLOPT_HEADERFUNCTION, write_header);
+    SETOPT(CURLOPT_HEADERDATA, (void *)x);
+    if (strcmp(r->method, "GET") == 0) {
+        SETOPT(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(r->method, "HEAD") == 0) {
+        SETOPT(CURLOPT_NOBODY, 1L);
+    } else {
+        SETOPT(CURLOPT_CUSTOMREQUEST, r->method);
+        if (r->body || strcmp(r->method, "DELETE") != 0) {
+            /* libcurl does not copy the body: the caller keeps the string
+             * referenced until the transfer is over */
+            SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+            SETOPT(CURLOPT_POSTFIELDS, r->body ? r->body : "");
+        }
+    }
+    return rc;
+}
+
+#undef SETOPT
+
+/* ---------------------------------------------------------------- */
+/* outcomes                                                         */
+
+void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
+                                CURLcode rc, const onecli_request_t *r,
+                                int started)
+{
+    const char *where = r->path ? r->path : r->url;
+    long request_size = 0;
+    int sent;
+
+    if (!started) {   /* the handle could not be set up: nothing was sent */
+        onecli_error_push_transport(L, r->method, where, curl_code_name(rc),
+                                    curl_easy_strerror(rc), r->secret, 0);
+        return;
+    }
+    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+    sent = !never_sent(rc) && request_size > 0;
+    if (x->too_large) {
+        lua_pushfstring(L, "response body larger than max_response_size "
+                        "(%d bytes)", (int)x->max_response);
+        onecli_error_push_transport(L, r->method, where, "RESPONSE_TOO_LARGE",
+                                    lua_tostring(L, -1), r->secret, sent);
+        lua_remove(L, -2);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "retryable");
+    } else {
+        onecli_error_push_transport(L, r->method, where, curl_code_name(rc),
+                                    x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc),
+                                    r->secret, sent);
+    }
+}
+
+/* Pushes the response headers as a table with lower-cased names; repeated
+ * headers are joined with ", ". */
+static void push_response_headers(lua_State *L, const onecli_buffer_t *head)
+{
+    const char *p = head->data, *end = head->data + head->len;
+    lua_newtable(L);
+    while (p != NULL && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end, *colon, *v, *ve;
+        char name[MAX_HEADER_NAME];
+        size_t n, i;
+        colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon && colon > p && (size_t)(colon - p) < sizeof name
+                && memcmp(p, "HTTP/", 5) != 0) {
+            n = (size_t)(colon - p);
+            for (i = 0; i < n; i++) {
+                char c = p[i];
+                name[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+            }
+            v = colon + 1;
+            ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            lua_pushlstring(L, name, n);
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            } else {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            }
+            lua_rawset(L, -3);
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+}
+
+void onecli_exchange_push_response(lua_State *L, onecli_exchange_t *x, CURL *easy)
+{
+    long status = 0;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    lua_pushinteger(L, (lua_Integer)status);
+    push_response_headers(L, &x->head);
+    lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+}
+
+/* ---------------------------------------------------------------- */
+
+void onecli_http_open(lua_State *L)
+{
+    const char *lua_version;
+    curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+
+    /* User-Agent: lua-onecli/<version> <Lua version> libcurl/<version> */
+    lua_getglobal(L, "jit");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "version");
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_getglobal(L, "_VERSION");
+    }
+    lua_version = lua_isstring(L, -1) ? lua_tostring(L, -1) : LUA_VERSION;
+    snprintf(default_user_agent, sizeof default_user_agent,
+             "lua-onecli/%s %s libcurl/%s", ONECLI_VERSION, lua_version,
+             info->version);
+    lua_pop(L, 1);
+    lua_pushstring(L, default_user_agent);
+    lua_setfield(L, -2, "user_agent");
+    lua_pushstring(L, info->version);
+    lua_setfield(L, -2, "curl_version");
+}
