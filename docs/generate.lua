@@ -1,0 +1,1301 @@
+--- Generates the API reference (docs/api.md) and the LuaLS/EmmyLua
+-- definition file (lua/onecli/meta.lua) from the endpoint table.
+--
+--   lua5.4 docs/generate.lua           -- from the repository root: writes both
+--   lua5.4 docs/generate.lua --check   -- exits 1 if either file is stale
+--
+-- Required as a module (spec/docs_spec.lua does), it only returns its
+-- builders and writes nothing:
+--
+--   local gen = assert(loadfile("docs/generate.lua"))("docs.generate")
+--   local markdown = gen.api_markdown(gen.endpoints())
+--
+-- Everything about a generated method comes from the compiled endpoint
+-- table (require("onecli").endpoints); the data below adds only what the
+-- table does not say: the shapes of the answers (reference section 7),
+-- the options, and the hand-written helpers.
+
+local modname = ...
+local as_script = modname == nil or modname:sub(1, 1) == "-"
+
+if as_script then
+  package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+  package.cpath = "build/lua5.4/?.so;" .. package.cpath
+end
+
+local concat, sort = table.concat, table.sort
+local fmt = string.format
+local ipairs, pairs, tostring = ipairs, pairs, tostring
+
+local _M = {}
+
+_M.API_PATH = "docs/api.md"
+_M.META_PATH = "lua/onecli/meta.lua"
+
+---------------------------------------------------------------------------
+-- data the endpoint table does not carry
+
+-- v1 names of namespaces v2 renamed (client.lua's ALIASES)
+_M.ALIASES = { { "projects", "workspaces" } }
+
+-- Headings of the namespaces; a namespace missing here is titled by name.
+local NAMESPACE_TITLES = {
+  [""] = "Top-level methods: health, agent setup, utilities",
+  agents = "Agents, their tokens and what they may use",
+  secrets = "Secrets (values go in, never come back)",
+  rules = "Policy rules and app permissions (v1; 410 on v1.43+ and v2: see client.org.policy)",
+  apps = "Apps: catalog, connect, OAuth client config, blocklist",
+  connections = "App connections and their grants",
+  user = "The calling user and their API key",
+  workspaces = "Workspaces (\"projects\" on v1 cloud: client.projects is the same object)",
+  team = "Team provisioning (cloud, EE)",
+  ["org.secrets"] = "Organization secrets (organization key, admin)",
+  ["org.connections"] = "Organization connections (organization key, admin)",
+  ["org.apps"] = "Organization apps: connect, OAuth client config, blocklist (organization key, admin)",
+  ["org.rules"] = "Organization rules (v1 cloud; 410 on v1.43+ and v2)",
+  ["org.settings"] = "Organization settings (v1 cloud; 410 on v1.43+ and v2)",
+  ["org.policy"] = "Organization policy rules (v2)",
+  approvals = "Approvals (served by the gateway)",
+}
+
+-- What a method returns, where reference section 7 knows the shape.
+-- Keys must be endpoint names (spec/docs_spec.lua checks).
+_M.RETURNS = {
+  ["health"] = "onecli.Health",
+  ["agents.list"] = "onecli.Agent[]",
+  ["agents.get"] = "onecli.Agent",
+  ["agents.create"] = "onecli.Agent",
+  ["agents.get_default"] = "onecli.Agent",
+  ["agents.regenerate_token"] = "{ accessToken: string }",
+  ["agents.get_secrets"] = "string[]",
+  ["agents.granular_access"] = "onecli.GranularAccessEntry[]",
+  ["agents.get_grants"] = "onecli.Grants",
+  ["agents.grant_secret"] = "onecli.Grants",
+  ["agents.grant_connection"] = "onecli.Grants",
+  ["secrets.list"] = "onecli.Secret[]",
+  ["secrets.create"] = "onecli.SecretCreated",
+  ["rules.list"] = "onecli.Rule[]",
+  ["rules.create"] = "onecli.Rule",
+  ["rules.get"] = "onecli.Rule",
+  ["rules.overlap"] = "{ count: integer }",
+  ["apps.list"] = "onecli.App[]",
+  ["apps.get"] = "onecli.App",
+  ["apps.available"] = "onecli.App[]",
+  ["apps.configured"] = "string[]",
+  ["apps.env_defaults"] = "string[]",
+  ["apps.permission_definitions"] = "onecli.PermissionDefinition[]",
+  ["apps.permission_definition"] = "onecli.PermissionDefinition",
+  ["apps.list_blocklist"] = "onecli.BlocklistHostState[]",
+  ["apps.block"] = "onecli.BlocklistHostState",
+  ["apps.list_connections"] = "{ connections: onecli.Connection[] }",
+  ["apps.provider_connections"] = "{ connections: onecli.Connection[] }",
+  ["connections.list"] = "onecli.Connection[]",
+  ["user.get"] = "onecli.User",
+  ["user.update"] = "onecli.User",
+  ["user.get_api_key"] = "{ apiKey: string }",
+  ["user.regenerate_api_key"] = "{ apiKey: string }",
+  ["container_config"] = "onecli.ContainerConfig",
+  ["credential_stubs"] = "{ agents: string[] }",
+  ["gateway_url"] = "{ url: string }",
+  ["counts"] = "{ agents: integer, apps: integer, llms: integer, secrets: integer }",
+  ["workspaces.list"] = "onecli.Workspace[]",
+  ["workspaces.create"] = "onecli.Workspace",
+  ["workspaces.get"] = "onecli.Workspace",
+  ["workspaces.update"] = "onecli.Workspace",
+  ["org.secrets.list"] = "onecli.Secret[]",
+  ["org.secrets.create"] = "onecli.SecretCreated",
+  ["org.connections.list"] = "onecli.Connection[]",
+  ["org.apps.configured"] = "string[]",
+  ["org.apps.list_blocklist"] = "onecli.BlocklistHostState[]",
+  ["org.apps.block"] = "onecli.BlocklistHostState",
+  ["org.rules.list"] = "onecli.Rule[]",
+  ["org.rules.create"] = "onecli.Rule",
+  ["org.rules.get"] = "onecli.Rule",
+  ["approvals.pending"] = "onecli.PendingApprovals",
+  ["approvals.org_pending"] = "onecli.PendingApprovals",
+}
+
+-- LuaLS type of a shorthand argument (the value that stands for a
+-- one-field body); arrays default to string[], others to string.
+local SHORTHAND_TYPES = {
+  enabled = "boolean",
+  mode = '"all"|"selective"',
+  decision = '"approve"|"deny"',
+  policyMode = '"allow"|"deny"',
+  action = "string",
+  access = '"full"|"custom"',
+  connections = "table[]",
+}
+
+-- onecli.new options (client.lua CLIENT_OPTIONS; spec/docs_spec.lua checks
+-- that onecli.new accepts each).
+_M.CLIENT_OPTIONS = {
+  { "url", "string", "`ONECLI_URL`, else `https://api.onecli.sh/v1`",
+    "API base; an origin without a path gets `/v1`" },
+  { "api_key", "string", "`ONECLI_API_KEY`", "sent as `Authorization: Bearer …`" },
+  { "project_id", "string", "`ONECLI_PROJECT_ID`",
+    "sent as `X-Project-Id` and `X-Workspace-Id` (needed with an organization key)" },
+  { "gateway_url", "string", "`ONECLI_GATEWAY_URL`, else `GET /gateway-url`",
+    "origin of the gateway (approvals)" },
+  { "timeout", "number", "`30`", "seconds for a whole request" },
+  { "connect_timeout", "number", "`10`", "seconds to connect" },
+  { "max_retries", "integer", "`2`", "automatic retries, 0–10" },
+  { "backoff_base", "number", "`0.5`", "exponential backoff base, seconds" },
+  { "backoff_max", "number", "`8`", "backoff cap, seconds" },
+  { "max_retry_after", "number", "`30`", "cap on a server's `Retry-After`, seconds" },
+  { "ca_file", "string", "system CAs", "PEM bundle to verify the server with" },
+  { "insecure", "boolean", "`false`", "`true` turns TLS verification off" },
+  { "raise", "boolean", "`true`", "`false`: methods return `nil, err` instead of raising" },
+  { "log", "fun(line: string)", "none", "called with one line per attempt and per retry (never the key)" },
+  { "user_agent", "string", "none", "your product token, appended to the client's" },
+  { "sleep", "fun(seconds: number)", "`core.sleep`, or the transport's `sleep`",
+    "how the retry loop waits" },
+  { "transport", "onecli.Transport", "libcurl (cosockets inside OpenResty)",
+    "any object with `:request(req)`" },
+  { "getenv", "fun(name: string): string?", "`os.getenv`", "where the defaults are read from" },
+}
+
+-- Per-call options (client.lua CALL_OPTIONS; checked the same way).
+_M.CALL_OPTIONS = {
+  { "project_id", "string", "project (workspace) for this call, overriding the client's" },
+  { "timeout", "number", "seconds for this call (default: the client's, or the method's own **Timeout** when larger)" },
+  { "connect_timeout", "number", "seconds to connect" },
+  { "max_retries", "integer", "automatic retries for this call, 0–10" },
+  { "headers", "table<string, string>", "extra request headers (one-line values)" },
+  { "raise", "boolean", "`false`: return `nil, err` instead of raising" },
+  { "callback", "fun(result: any, err: onecli.Error?)",
+    "asynchronous transports only (Neovim): run the call in the background and call this" },
+}
+
+-- Object shapes (reference sections 6.14, 7 and 8.3): name, description,
+-- fields { name, LuaLS type, note }.
+_M.OBJECTS = {
+  { "Agent", "An agent (list item of `agents:list`; `agents:get` and `agents:create` "
+      .. "return a subset plus v2 detail fields).", {
+    { "id", "string", "UUID" },
+    { "name", "string" },
+    { "identifier", "string", "unique per project" },
+    { "accessToken", "string?", "`aoc_…`: the agent's gateway credential (sensitive; list only)" },
+    { "createdAt", "string", "ISO 8601" },
+    { "isDefault", "boolean?", "v1" },
+    { "secretMode", '"all"|"selective"?', "v1" },
+    { "_count", "{ agentSecrets: integer, agentAppConnections: integer }?", "v1" },
+    { "kind", '"byo"|"hosted"?', "v2" },
+    { "harness", "string?", "v2" },
+    { "model", "string?", "v2" },
+    { "instructions", "string?", "v2" },
+    { "channels", "table[]?", "v2" },
+    { "imageUrl", "string|onecli.null?", "v2" },
+    { "lastSeenAt", "string|onecli.null?", "v2, list" },
+    { "recentRequestAt", "string|onecli.null?", "v2, `agents:get`" },
+    { "workingInBackground", "boolean?", "v2" },
+    { "llmKeys", "string[]?", "v2, `agents:create`: secret ids" },
+  } },
+  { "Secret", "A secret (list item). Values are never returned.", {
+    { "id", "string" },
+    { "name", "string" },
+    { "type", '"anthropic"|"openai"|"generic"' },
+    { "typeLabel", "string" },
+    { "valueSource", '"inline"|"onepassword"' },
+    { "opRef", "string|onecli.null" },
+    { "hostPattern", "string" },
+    { "pathPattern", "string|onecli.null" },
+    { "injectionConfig", "table|onecli.null" },
+    { "metadata", "table|onecli.null" },
+    { "scope", "string", "`project`/`workspace` or `organization`" },
+    { "createdAt", "string" },
+  } },
+  { "SecretCreated", "The answer of `secrets:create`.", {
+    { "id", "string" },
+    { "name", "string" },
+    { "type", "string" },
+    { "valueSource", "string" },
+    { "opRef", "string|onecli.null" },
+    { "hostPattern", "string" },
+    { "pathPattern", "string|onecli.null" },
+    { "createdAt", "string" },
+    { "preview", "string?", "inline values: first 4 characters, bullets, last 4" },
+    { "attachedAgents", "string[]?", "v2: agent ids" },
+  } },
+  { "Rule", "A v1 policy rule. App-permission and blocklist rows have no "
+      .. "`hostPattern`, `pathPattern` or `method`.", {
+    { "id", "string" },
+    { "name", "string" },
+    { "hostPattern", "string?" },
+    { "pathPattern", "string|onecli.null?" },
+    { "method", "string|onecli.null?" },
+    { "action", '"block"|"rate_limit"|"manual_approval"|"allow"' },
+    { "enabled", "boolean" },
+    { "agentId", "string|onecli.null" },
+    { "rateLimit", "integer|onecli.null" },
+    { "rateLimitWindow", "string|onecli.null", "`minute`, `hour` or `day`" },
+    { "scope", '"project"|"organization"?' },
+    { "metadata", "table|onecli.null?" },
+    { "conditions", "table[]|onecli.null" },
+    { "createdAt", "string" },
+  } },
+  { "Connection", "An app connection.", {
+    { "id", "string" },
+    { "provider", "string" },
+    { "label", "string|onecli.null" },
+    { "status", "string", "`connected`, …" },
+    { "scopes", "string[]" },
+    { "scope", "string" },
+    { "metadata", "table|onecli.null", "email, username, name" },
+    { "connectedAt", "string" },
+  } },
+  { "App", "An app of the catalog.", {
+    { "id", "string", "provider id" },
+    { "name", "string" },
+    { "available", "boolean" },
+    { "connectionType", '"oauth"|"api_key"|"credentials_import"|"cloud_only"' },
+    { "configurable", "boolean", "supports a bring-your-own OAuth client" },
+    { "config", "{ hasCredentials: boolean, enabled: boolean, source: string? }|onecli.null" },
+    { "connection", "table|onecli.null", "deprecated: the first connection" },
+    { "connections", "table[]", "`{ id, label, status, scopes, connectedAt }`" },
+    { "credentialStubs", "table[]", "`{ path, content }`" },
+    { "hint", "string?", "`apps:get` only: setup instructions" },
+  } },
+  { "User", "The calling user.", {
+    { "id", "string" },
+    { "email", "string" },
+    { "name", "string|onecli.null" },
+    { "createdAt", "string?", "not in the answer of `user:update`" },
+  } },
+  { "BlocklistHostState", "A blocked (or blockable) host of an app.", {
+    { "hostId", "string", "predefined id, or `custom:<host>`" },
+    { "ruleId", "string|onecli.null", "null: a predefined host never activated" },
+    { "enabled", "boolean" },
+    { "custom", "boolean" },
+    { "name", "string" },
+    { "hostPattern", "string" },
+    { "scope", "string|onecli.null" },
+  } },
+  { "PermissionDefinition", "The tools of an app, for app permissions.", {
+    { "provider", "string" },
+    { "groups", "{ category: string, tools: table[], wildcard: table? }[]",
+      "tool ids are what permission `changes[].toolId` take" },
+  } },
+  { "ContainerConfig", "What an agent needs to run in a container (`client:container_config`); "
+      .. "`onecli.docker_args` turns it into `docker run` arguments.", {
+    { "env", "table<string, string>",
+      "`HTTPS_PROXY`, `HTTP_PROXY` (with the agent's token), `NODE_EXTRA_CA_CERTS`, …" },
+    { "caCertificate", "string", "PEM" },
+    { "caCertificateContainerPath", "string", "`/tmp/onecli-gateway-ca.pem`" },
+    { "credentialStubs", "{ containerPath: string, content: string|table }[]?" },
+    { "warnings", "string[]?" },
+  } },
+  { "GranularAccessEntry", "Per-connection access policy of an agent (v1.37–v1.42).", {
+    { "agentId", "string" },
+    { "agentName", "string" },
+    { "connectionId", "string" },
+    { "provider", "string" },
+    { "connectionLabel", "string|onecli.null" },
+    { "policy", "table", "provider-specific" },
+  } },
+  { "Grants", "What an agent may use (v1.44+, v2).", {
+    { "agentId", "string" },
+    { "mode", '"grants"' },
+    { "connections", "onecli.ConnectionGrant[]" },
+    { "secrets", "{ secretId: string, name: string, type: string, scope: string }[]" },
+  } },
+  { "ConnectionGrant", "A connection an agent may use.", {
+    { "connectionId", "string" },
+    { "provider", "string" },
+    { "label", "string|onecli.null" },
+    { "scope", "string" },
+    { "access", '"full"|"custom"' },
+    { "allow", "string[]", "tool ids allowed" },
+    { "ask", "string[]", "tool ids that need an approval" },
+    { "resources", "table|onecli.null" },
+  } },
+  { "PendingApproval", "A request held by the gateway until someone approves or denies it.", {
+    { "id", "string" },
+    { "projectId", "string" },
+    { "workspaceId", "string?", "v2" },
+    { "method", "string" },
+    { "url", "string" },
+    { "host", "string" },
+    { "path", "string" },
+    { "headers", "table<string, string>", "authentication headers removed" },
+    { "bodyPreview", "string|onecli.null" },
+    { "summary", "table|onecli.null" },
+    { "agent", "{ id: string, name: string, externalId: string|onecli.null }",
+      "`externalId` is the agent's identifier" },
+    { "createdAt", "string" },
+    { "expiresAt", "string" },
+  } },
+  { "PendingApprovals", "The answer of `approvals:pending`.", {
+    { "requests", "onecli.PendingApproval[]" },
+    { "timeoutSeconds", "integer",
+      "how long a held request waits for a decision before it is denied" },
+  } },
+  { "Workspace", "A workspace (a project on v1).", {
+    { "id", "string" },
+    { "name", "string" },
+    { "slug", "string" },
+    { "createdAt", "string" },
+    { "apiKey", "string|onecli.null?", "`workspaces:create` only: your key for it, shown once" },
+  } },
+  { "Health", "The answer of `client:health()`.", {
+    { "status", "string", "`ok`" },
+    { "version", "string" },
+    { "timestamp", "string" },
+  } },
+}
+
+-- The hand-written methods and functions (not in the endpoint table).
+-- `check` names what spec/docs_spec.lua looks for, to keep this honest.
+_M.HELPERS = {
+  { title = "client.agents:ensure", check = "client.agents.ensure",
+    forms = { "local agent, created = client.agents:ensure{ name =, identifier = [, parentIdentifier =] }",
+              "client.agents:ensure(spec, opts)" },
+    text = "Creates the agent, or returns the one that already has this identifier: a 409 "
+      .. "(or an answer lost after the create) is settled by listing the agents, without a "
+      .. "second error. Returns the agent and whether it was created. Other errors are raised "
+      .. "(or returned) as usual." },
+  { title = "client:container_config and onecli.docker_args", check = "onecli.docker_args",
+    forms = { "local config = client:container_config{ agent = \"research-bot\" }",
+              "local args = onecli.docker_args(config, { dir = \"/tmp/onecli\" })" },
+    text = "`container_config` (generated, see [client:container_config](#clientcontainer_config)) "
+      .. "returns a [ContainerConfig](#containerconfig). `onecli.docker_args` turns it into a "
+      .. "list of `docker run` arguments: `\"-e\", \"NAME=value\"` for every variable (sorted "
+      .. "by name), then `\"-v\", \"host:container:ro\"` for the gateway CA certificate and "
+      .. "each credential stub, which it writes into `dir` on this host (`dir` is required "
+      .. "when there are files to mount; a relative one is made absolute)." },
+  { title = "client.approvals:runner and :run", check = "client.approvals.runner",
+    forms = { "local runner = client.approvals:runner(handler [, opts])",
+              "local stats = client.approvals:run(handler [, opts])   -- runner(...):run()" },
+    text = "A handler loop over the gateway's pending approval requests ([approvals:pending]"
+      .. "(#clientapprovalspending) long-polls, [approvals:decide](#clientapprovalsdecide) "
+      .. "submits). `handler(request, runner)` is called once per "
+      .. "[PendingApproval](#pendingapproval) and returns `\"approve\"`, `\"deny\"`, `true`, "
+      .. "`false`, or `nil` to leave the request to a human (it is then excluded from later "
+      .. "polls until it expires). A request is never handed to the handler twice while it "
+      .. "is in flight; one whose handler raised comes again on a later poll. Failures back "
+      .. "off exponentially. Options: `max_polls`, `stop` (a function: stop when it returns "
+      .. "true), `on_error(err, request)`, `project_id`, `backoff_base`, `backoff_max`. The "
+      .. "runner has `:run()` (loops until done, returns the stats), `:step()` (one poll; "
+      .. "returns true when done, for event loops), `:stop()` (ends the loop after the "
+      .. "current step) and `.stats` (`polls`, `handled`, `approved`, `denied`, `skipped`, "
+      .. "`expired`, `errors`)." },
+  { title = "client:batch and client:batch_start", check = "client.batch",
+    forms = { "local results, failed = client:batch(calls [, { concurrency = N }])",
+              "local b = client:batch_start(calls [, { concurrency = N }])" },
+    text = "Runs many calls at once and returns their results in the order of `calls`, and "
+      .. "how many failed: each result is the resource, or an error object (check with "
+      .. "`onecli.is_error`) — a failed call does not stop the others. A call is an endpoint "
+      .. "name followed by the arguments of its method (`{ \"agents.get\", id }`, "
+      .. "`{ \"secrets.create\", { name = … }, { timeout = 5 } }`) or a raw request "
+      .. "`{ method =, path = [, body =, query =, response =] }` plus per-call options. At "
+      .. "most `concurrency` calls (default 8, at most 100) are in flight; each is retried as "
+      .. "a single call would be. Misuse raises before anything is sent. With the default "
+      .. "transport the calls share one libcurl multi handle; with another transport they run "
+      .. "one after the other. `batch_start` returns the batch without waiting, for event "
+      .. "loops: `b:step()` (never blocks; true once every call is done), `b:next_wakeup()` "
+      .. "(seconds until it wants to be stepped again), `b:wait([max_seconds])`, `b:done()`, "
+      .. "`b:results()` and `b:cancel()`." },
+  { title = "client:request", check = "client.request",
+    forms = { "client:request(method, path [, opts])" },
+    text = "Any endpoint by HTTP method and path (relative to the base URL): `opts` takes "
+      .. "`body` (a table, or a string sent as is), `query` (a table), `response` (`\"json\"`, "
+      .. "`\"text\"`, `\"redirect\"`) and the per-call options. Retried like a generated "
+      .. "method of the same verb." },
+  { title = "client:close, client:has_api_key, client:gateway_origin", check = "client.gateway_origin",
+    forms = { "client:close()", "client:has_api_key()", "local origin, err = client:gateway_origin([opts])" },
+    text = "`close` releases the connection (idempotent; also on garbage collection and "
+      .. "`<close>`). `has_api_key` says whether a key is configured (the key itself is never "
+      .. "exposed). `gateway_origin` is the gateway origin approvals are sent to: the "
+      .. "`gateway_url` option, `ONECLI_GATEWAY_URL`, or `GET /gateway-url` once (cached); "
+      .. "it returns `nil, err` rather than raising." },
+  { title = "onecli.try", check = "onecli.try",
+    forms = { "local result, err = onecli.try(fn, ...)" },
+    text = "Calls `fn(...)` and turns a raised OneCLI error into `nil, err`; any other error "
+      .. "(a bug, a misuse) is raised again." },
+  { title = "onecli.null, onecli.array, onecli.empty_array", check = "onecli.array",
+    forms = { "client.secrets:update(id, { pathPattern = onecli.null })",
+              "{ ids = onecli.array(t) }, { ids = onecli.empty_array }" },
+    text = "`onecli.null` is JSON `null` (send it to clear a nullable field; compare against "
+      .. "it in answers). `onecli.array(t)` marks a table as a JSON array so that an empty one "
+      .. "is sent as `[]`; `onecli.empty_array` is a read-only `[]`. `onecli.is_error(v)` "
+      .. "tells error objects apart." },
+  { title = "Transports", check = "transports",
+    forms = { "onecli.new{ transport = require(\"onecli.transport.resty\").new{ timeout = 10 } }",
+              "local nvim = require(\"onecli.transport.nvim\")",
+              "local client = nvim.client{ url = … }   -- onecli.new options, Neovim transport",
+              "client.agents:list{ callback = function(agents, err) … end }",
+              "nvim.run(function() local agents = client.agents:list() end)" },
+    text = "`onecli.transport.resty` (nginx cosockets; retries wait with `ngx.sleep`) is "
+      .. "selected automatically for a client created inside nginx (outside the init phases). "
+      .. "`onecli.transport.nvim` runs the transfers in a libcurl multi handle driven by "
+      .. "Neovim's `vim.loop`: a call made inside a coroutine (`nvim.run(fn)`) waits there "
+      .. "without blocking the editor, and a call with the per-call option "
+      .. "`callback = function(result, err) end` returns at once and calls it on the main loop." },
+}
+
+---------------------------------------------------------------------------
+-- helpers
+
+--- The compiled endpoint table.
+function _M.endpoints()
+  return require("onecli").endpoints
+end
+
+local function split_name(name)
+  local ns, method = name:match("^(.+)%.([%w_]+)$")
+  if ns then
+    return ns, method
+  end
+  return "", name
+end
+_M.split_name = split_name
+
+local function receiver(ns)
+  if ns == "" then
+    return "client:"
+  end
+  return "client." .. ns .. ":"
+end
+
+--- The call form of an endpoint: client.agents:get(agentId [, opts]).
+local function call_form(ep, shorthand)
+  local ns, method = split_name(ep.name)
+  local required, optional = {}, {}
+  for _, p in ipairs(ep.params) do
+    required[#required + 1] = p
+  end
+  if ep.body then
+    local body = shorthand and ep.shorthand or "body"
+    if ep.body == "required" then
+      required[#required + 1] = body
+    else
+      optional[#optional + 1] = body
+    end
+  elseif ep.query_names then
+    optional[#optional + 1] = "query"
+  end
+  optional[#optional + 1] = "opts"
+  local s = concat(required, ", ")
+  for _, o in ipairs(optional) do
+    s = s == "" and ("[" .. o) or (s .. " [, " .. o)
+  end
+  s = s .. string.rep("]", #optional)
+  return receiver(ns) .. method .. "(" .. s .. ")"
+end
+_M.call_form = call_form
+
+local function shorthand_is_array(ep)
+  for _, a in ipairs(ep.arrays or {}) do
+    if a == ep.shorthand then
+      return true
+    end
+  end
+  return false
+end
+
+local function route(ep)
+  if ep.base == "gateway" then
+    return ep.method .. " {gateway}" .. ep.path
+  end
+  return ep.method .. " /v1" .. ep.path
+end
+_M.route = route
+
+local function fallback_route(ep)
+  return ep.method .. " /v1" .. ep.fallback
+end
+
+local function returns_md(ep)
+  if ep.response == "text" then
+    return "string: the response body (text, not JSON)"
+  elseif ep.response == "redirect" then
+    return "string: the URL of the redirect's `Location` (the redirect is not followed)"
+  elseif ep.method == "DELETE" then
+    return "`true` (204 No Content)"
+  end
+  local shape = _M.RETURNS[ep.name]
+  if not shape then
+    return "a table decoded from JSON (`true` if the server answers 204)"
+  end
+  local links = {}
+  for n in shape:gmatch("onecli%.([%w_]+)") do
+    links[#links + 1] = "[" .. n .. "](#" .. n:lower() .. ")"
+  end
+  local s = "`" .. shape:gsub("onecli%.", "") .. "`"
+  if #links > 0 then
+    s = s .. " (see " .. concat(links, ", ") .. ")"
+  end
+  return s
+end
+
+local function returns_lua(ep)
+  if ep.response == "text" or ep.response == "redirect" then
+    return "string"
+  elseif ep.method == "DELETE" then
+    return "true"
+  end
+  local shape = _M.RETURNS[ep.name]
+  if shape then
+    return shape
+  end
+  return "table"
+end
+
+local function scope_md(ep)
+  if ep.scope == "project" then
+    return "project (a project key, or an organization key with `project_id`)"
+  elseif ep.scope == "any" then
+    return "any (no project needed; an organization key works alone)"
+  end
+  return "none (no authentication: the key is not sent)"
+end
+
+local function retried_md(ep)
+  if ep.idempotent then
+    if ep.method == "POST" then
+      return "yes (marked idempotent: repeating it cannot create a duplicate)"
+    end
+    return "yes, on retryable errors"
+  end
+  return "only when the request provably never reached the server, or on 429/503 with "
+    .. "`Retry-After` (repeating it could create a duplicate)"
+end
+
+local function md_cell(s)
+  return (tostring(s):gsub("|", "\\|"))
+end
+
+-- GitHub's heading anchors
+local function slug(s)
+  return (s:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
+end
+_M.slug = slug
+
+--- Namespaces in order of first appearance: list of { ns =, eps = {} }.
+local function group(endpoints)
+  local groups, by_ns = {}, {}
+  for _, ep in ipairs(endpoints) do
+    local ns = split_name(ep.name)
+    local g = by_ns[ns]
+    if not g then
+      g = { ns = ns, eps = {} }
+      by_ns[ns] = g
+      groups[#groups + 1] = g
+    end
+    g.eps[#g.eps + 1] = ep
+  end
+  -- the top level first
+  local ordered = {}
+  if by_ns[""] then
+    ordered[1] = by_ns[""]
+  end
+  for _, g in ipairs(groups) do
+    if g.ns ~= "" then
+      ordered[#ordered + 1] = g
+    end
+  end
+  return ordered
+end
+_M.group = group
+
+local function ns_heading(ns)
+  if ns == "" then
+    return "client"
+  end
+  return "client." .. ns
+end
+
+local function method_heading(ep)
+  local ns, method = split_name(ep.name)
+  return receiver(ns) .. method
+end
+
+---------------------------------------------------------------------------
+-- docs/api.md
+
+function _M.api_markdown(endpoints)
+  local out = {}
+  local function w(...)
+    out[#out + 1] = concat({ ... })
+  end
+  local groups = group(endpoints)
+
+  w("# lua-onecli API reference")
+  w("")
+  w("<!-- Generated by docs/generate.lua from lua/onecli/endpoints.lua: do not edit.")
+  w("     Regenerate with `lua5.4 docs/generate.lua` from the repository root. -->")
+  w("")
+  w(fmt("Every method of this reference but the [hand-written helpers](#hand-written-helpers) is "
+        .. "generated from one line of `lua/onecli/endpoints.lua`: %d methods in %d groups. "
+        .. "Configuration, errors and retries are described in the [README](../README.md).",
+        #endpoints, #groups))
+  w("")
+  w("## Reading this reference")
+  w("")
+  w("- **Call**: path parameters come first, in the order of the route, and are URL-escaped "
+    .. "(integers are accepted); then the body (a table) or the query (a table); then the "
+    .. "[per-call options](#per-call-options). Arguments in brackets are optional; pass `nil` "
+    .. "for a skipped one to reach the options (`client.connections:list(nil, { timeout = 5 })`). "
+    .. "Where a one-field body has a shorthand, the value alone stands for the table: "
+    .. "`client.agents:rename(id, \"New name\")` sends `{\"name\":\"New name\"}`.")
+  w("- **HTTP**: the route relative to the server, for the default base `…/v1` (a base such "
+    .. "as `…/api` replaces the `/v1`). `{gateway}` is the gateway origin (the `gateway_url` "
+    .. "option, `ONECLI_GATEWAY_URL`, or `GET /v1/gateway-url`).")
+  w("- **Scope**: *project* needs a project (a project key, or an organization key and a "
+    .. "`project_id`); *any* works without one; *none* sends no credentials.")
+  w("- **Servers**: the server versions that serve the route, as recorded in the endpoint "
+    .. "table (`v1` = v1.29–v1.45; `—` = no restriction recorded). Older or newer servers "
+    .. "answer 404 `invalid_request_error` (unknown route) or 410 (route retired).")
+  w("- **Returns**: the decoded JSON answer as plain Lua tables (shapes under "
+    .. "[Object shapes](#object-shapes)); `true` for a 204; a string for text and redirect "
+    .. "answers. Failures raise an error object (`err.status`, `err.type`, `err.message`, …), "
+    .. "or return `nil, err` with `raise = false`.")
+  w("- **Retried**: whether a failed call is repeated automatically (up to `max_retries`, "
+    .. "with backoff) on retryable errors: 408, 429, 5xx, connection and timeout errors.")
+  w("")
+  w("## Contents")
+  w("")
+  for _, g in ipairs(groups) do
+    local h = ns_heading(g.ns)
+    w(fmt("- [%s](#%s) — %s (%d)", h, slug(h), NAMESPACE_TITLES[g.ns] or h, #g.eps))
+  end
+  w("- [Hand-written helpers](#hand-written-helpers)")
+  w("- [Per-call options](#per-call-options)")
+  w("- [Client options](#client-options)")
+  w("- [Object shapes](#object-shapes)")
+  w("")
+
+  for _, g in ipairs(groups) do
+    local h = ns_heading(g.ns)
+    w("## ", h)
+    w("")
+    w(NAMESPACE_TITLES[g.ns] or h, ".")
+    if g.ns == "workspaces" then
+      for _, a in ipairs(_M.ALIASES) do
+        w("")
+        w(fmt("`client.%s` is the same object as `client.%s`.", a[1], a[2]))
+      end
+    end
+    w("")
+    w("| method | HTTP | servers | |")
+    w("|---|---|---|---|")
+    for _, ep in ipairs(g.eps) do
+      local mh = method_heading(ep)
+      w(fmt("| [`%s`](#%s) | `%s` | %s | %s |", mh:match("(:[%w_]+)$"), slug(mh),
+            md_cell(route(ep)), md_cell(ep.since or "—"), md_cell(ep.doc or "")))
+    end
+    w("")
+    for _, ep in ipairs(g.eps) do
+      w("### ", method_heading(ep))
+      w("")
+      w("```lua")
+      w(call_form(ep))
+      if ep.shorthand then
+        w(call_form(ep, true), shorthand_is_array(ep)
+          and fmt("   -- a list stands for { %s = list }", ep.shorthand)
+          or fmt("   -- stands for { %s = %s }", ep.shorthand, ep.shorthand))
+      end
+      w("```")
+      w("")
+      if ep.doc then
+        w(ep.doc, ep.doc:find("[.!?]$") and "" or ".")
+        w("")
+      end
+      w("- **HTTP**: `", route(ep), "`")
+      w("- **Scope**: ", scope_md(ep))
+      w("- **Servers**: ", ep.since or "—")
+      if ep.body then
+        local b = ep.body == "required" and "required table" or "optional table"
+        if ep.shorthand then
+          b = b .. fmt(", or the value of `%s` alone", ep.shorthand)
+        end
+        if ep.arrays then
+          local names = {}
+          for _, a in ipairs(ep.arrays) do
+            names[#names + 1] = "`" .. a .. "`"
+          end
+          b = b .. "; " .. concat(names, ", ") .. " always sent as JSON arrays, even empty"
+        end
+        w("- **Body**: ", b)
+      end
+      if ep.query_names then
+        local names = {}
+        for _, q in ipairs(ep.query_names) do
+          names[#names + 1] = q .. " ="
+        end
+        w("- **Query**: `{ ", concat(names, ", "), " }` (other keys raise)")
+      end
+      w("- **Returns**: ", returns_md(ep))
+      w("- **Retried**: ", retried_md(ep))
+      if ep.timeout then
+        w(fmt("- **Timeout**: at least %d s by default (the client's `timeout` if larger)", ep.timeout))
+      end
+      if ep.fallback then
+        w("- **v1 fallback**: `", fallback_route(ep), "` when the server does not know the "
+          .. "route (404 unknown route); the client then remembers to use it")
+      end
+      if ep.after == "switch_key" then
+        w("- **After**: the client switches to the returned key (not when it uses an "
+          .. "organization key, which is not rotated)")
+      end
+      w("")
+    end
+  end
+
+  w("## Hand-written helpers")
+  w("")
+  w("Methods and functions that are not one endpoint each.")
+  w("")
+  for _, hp in ipairs(_M.HELPERS) do
+    w("### ", hp.title)
+    w("")
+    w("```lua")
+    for _, f in ipairs(hp.forms) do
+      w(f)
+    end
+    w("```")
+    w("")
+    w(hp.text)
+    w("")
+  end
+
+  w("## Per-call options")
+  w("")
+  w("Every generated method takes a last, optional options table for one call "
+    .. "(`client.agents:list{ timeout = 5 }`); unknown options and wrong types raise.")
+  w("")
+  w("| option | type | meaning |")
+  w("|---|---|---|")
+  for _, o in ipairs(_M.CALL_OPTIONS) do
+    w(fmt("| `%s` | `%s` | %s |", o[1], md_cell(o[2]), md_cell(o[3])))
+  end
+  w("")
+  w("## Client options")
+  w("")
+  w("`onecli.new(opts)`: every option is optional; unknown options and wrong types raise.")
+  w("")
+  w("| option | type | default | meaning |")
+  w("|---|---|---|---|")
+  for _, o in ipairs(_M.CLIENT_OPTIONS) do
+    w(fmt("| `%s` | `%s` | %s | %s |", o[1], md_cell(o[2]), md_cell(o[3]), md_cell(o[4])))
+  end
+  w("")
+  w("## Object shapes")
+  w("")
+  w("The main shapes of the answers: fields marked v1 or v2 appear only there, a type "
+    .. "ending in `?` means the field may be absent, and JSON `null` comes back as "
+    .. "`onecli.null`.")
+  w("")
+  for _, obj in ipairs(_M.OBJECTS) do
+    w("### ", obj[1])
+    w("")
+    w(obj[2])
+    w("")
+    w("| field | type | |")
+    w("|---|---|---|")
+    for _, f in ipairs(obj[3]) do
+      w(fmt("| `%s` | `%s` | %s |", f[1], md_cell(f[2]), md_cell(f[3] or "")))
+    end
+    w("")
+  end
+  -- one trailing newline
+  while out[#out] == "" do
+    out[#out] = nil
+  end
+  return concat(out, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
+-- lua/onecli/meta.lua
+
+local function ident(ns)
+  return "onecli_" .. ns:gsub("%.", "_")
+end
+
+local function class_name(ns)
+  return "onecli." .. ns
+end
+
+local function lua_comment_lines(w, text)
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    w(line == "" and "---" or ("---" .. line))
+  end
+end
+
+local function query_type(ep)
+  local fields = {}
+  for _, q in ipairs(ep.query_names) do
+    fields[#fields + 1] = q .. "?: string|number|boolean"
+  end
+  return "{ " .. concat(fields, ", ") .. " }"
+end
+
+local function body_type(ep)
+  if not ep.shorthand then
+    return "table"
+  end
+  local t = SHORTHAND_TYPES[ep.shorthand]
+  if not t then
+    t = shorthand_is_array(ep) and "string[]" or "string"
+  end
+  return "table|" .. t
+end
+
+local function method_stub(w, ep)
+  local ns, method = split_name(ep.name)
+  local doc = ep.doc or ep.name
+  local desc = { doc .. (doc:find("[.!?]$") and "" or ".") }
+  local facts = { "`" .. route(ep) .. "`", "scope: " .. ep.scope }
+  if ep.since then
+    facts[#facts + 1] = "servers: " .. ep.since
+  end
+  facts[#facts + 1] = ep.idempotent and "retried automatically" or "not retried once sent"
+  desc[#desc + 1] = ""
+  desc[#desc + 1] = concat(facts, " · ")
+  if ep.fallback then
+    desc[#desc + 1] = ""
+    desc[#desc + 1] = "v1 fallback: `" .. fallback_route(ep) .. "`"
+  end
+  if ep.shorthand then
+    desc[#desc + 1] = ""
+    desc[#desc + 1] = fmt("Shorthand: the value of `%s` alone stands for `{ %s = value }`.",
+                          ep.shorthand, ep.shorthand)
+  end
+  desc[#desc + 1] = ""
+  desc[#desc + 1] = "Endpoint `" .. ep.name .. "`."
+  lua_comment_lines(w, concat(desc, "\n"))
+  local args = {}
+  for _, p in ipairs(ep.params) do
+    w("---@param ", p, " string")
+    args[#args + 1] = p
+  end
+  if ep.body then
+    w("---@param body", ep.body == "required" and "" or "?", " ", body_type(ep))
+    args[#args + 1] = "body"
+  elseif ep.query_names then
+    w("---@param query? ", query_type(ep))
+    args[#args + 1] = "query"
+  end
+  w("---@param opts? onecli.CallOptions")
+  args[#args + 1] = "opts"
+  w("---@return ", returns_lua(ep), " result")
+  w("---@return onecli.Error? err only with `raise = false` (then result is nil)")
+  if ns == "" then
+    w("function Client:", method, "(", concat(args, ", "), ") end")
+  else
+    w("function ", ident(ns), ":", method, "(", concat(args, ", "), ") end")
+  end
+  w("")
+end
+
+function _M.meta_lua(endpoints)
+  local out = {}
+  local function w(...)
+    out[#out + 1] = concat({ ... })
+  end
+  local groups = group(endpoints)
+
+  -- every namespace level, and the children of each
+  local namespaces, children, seen = {}, {}, {}
+  local function add_ns(ns)
+    if seen[ns] then
+      return
+    end
+    seen[ns] = true
+    local parent, child = ns:match("^(.+)%.([%w_]+)$")
+    if parent then
+      add_ns(parent)
+      children[parent] = children[parent] or {}
+      local list = children[parent]
+      list[#list + 1] = child
+    end
+    namespaces[#namespaces + 1] = ns
+  end
+  for _, g in ipairs(groups) do
+    if g.ns ~= "" then
+      add_ns(g.ns)
+    end
+  end
+  local eps_of = {}
+  for _, g in ipairs(groups) do
+    eps_of[g.ns] = g.eps
+  end
+
+  w("---@meta onecli")
+  w("-- LuaLS / EmmyLua definitions of lua-onecli, for completion and type checks in")
+  w("-- editors (Neovim with lua_ls, VS Code with sumneko.lua). Generated by")
+  w("-- docs/generate.lua from lua/onecli/endpoints.lua: do not edit; regenerate with")
+  w("-- `lua5.4 docs/generate.lua`. Loading it at run time does nothing useful: every")
+  w("-- function below is an empty stub.")
+  w("-- luacheck: ignore")
+  w("")
+
+  -- the module
+  w("---@class onecli")
+  w("---@field VERSION string")
+  w("---@field _VERSION string")
+  w("---@field user_agent string")
+  w("---@field null onecli.null JSON null: send it to clear a nullable field, compare against it")
+  w("---@field empty_array table a read-only empty JSON array")
+  w("---@field endpoints onecli.Endpoint[] the compiled endpoint table the methods come from")
+  w("local onecli = {}")
+  w("")
+  w("---Creates a client. Every option is optional; `url`, `api_key`, `project_id` and")
+  w("---`gateway_url` default to `ONECLI_URL`, `ONECLI_API_KEY`, `ONECLI_PROJECT_ID` and")
+  w("---`ONECLI_GATEWAY_URL`.")
+  w("---@param opts? onecli.Options")
+  w("---@return onecli.Client")
+  w("function onecli.new(opts) end")
+  w("")
+  w("---Calls `fn(...)` and turns a raised OneCLI error into `nil, err`; other errors are")
+  w("---raised again.")
+  w("---@param fn function")
+  w("---@param ... any")
+  w("---@return any result")
+  w("---@return onecli.Error? err")
+  w("function onecli.try(fn, ...) end")
+  w("")
+  w("---Marks a table as a JSON array, so that an empty one is sent as `[]`.")
+  w("---@generic T: table")
+  w("---@param t T")
+  w("---@return T")
+  w("function onecli.array(t) end")
+  w("")
+  w("---Whether `v` is a OneCLI error object.")
+  w("---@param v any")
+  w("---@return boolean")
+  w("function onecli.is_error(v) end")
+  w("")
+  w("---Turns a container config into `docker run` arguments: `\"-e\", \"NAME=value\"` for")
+  w("---every variable (sorted), and `\"-v\", \"host:container:ro\"` for the CA certificate and")
+  w("---the credential stubs, which are written into `opts.dir` on this host.")
+  w("---@param config onecli.ContainerConfig")
+  w("---@param opts? { dir: string }")
+  w("---@return string[]")
+  w("function onecli.docker_args(config, opts) end")
+  w("")
+  w("---@param value any")
+  w("---@return string")
+  w("function onecli.json_encode(value) end")
+  w("")
+  w("---@param text string")
+  w("---@return any")
+  w("function onecli.json_decode(text) end")
+  w("")
+  w("---@class onecli.null: userdata")
+  w("")
+
+  -- options
+  w("---Options of `onecli.new`.")
+  w("---@class onecli.Options")
+  for _, o in ipairs(_M.CLIENT_OPTIONS) do
+    w("---@field ", o[1], "? ", o[2], " ", (o[4]:gsub("`", "")))
+  end
+  w("")
+  w("---Options of one call: the last argument of every method.")
+  w("---@class onecli.CallOptions")
+  for _, o in ipairs(_M.CALL_OPTIONS) do
+    w("---@field ", o[1], "? ", o[2], " ", (o[3]:gsub("`", "")))
+  end
+  w("")
+  w("---Options of `client:request`.")
+  w("---@class onecli.RequestOptions: onecli.CallOptions")
+  w("---@field body? table|string a table is encoded as JSON, a string is sent as is")
+  w("---@field query? table<string, string|number|boolean>")
+  w("---@field response? \"json\"|\"text\"|\"redirect\"")
+  w("")
+  w("---A transport: `request(req)` returns `status, headers, body` or `nil, err`.")
+  w("---@class onecli.Transport")
+  w("---@field async? boolean true: request() may suspend the running coroutine")
+  w("---@field request fun(self: onecli.Transport, req: table): integer?, table|onecli.Error, string?")
+  w("---@field close? fun(self: onecli.Transport)")
+  w("---@field sleep? fun(seconds: number)")
+  w("---@field schedule? fun(fn: function)")
+  w("")
+  w("---A compiled endpoint (`onecli.endpoints`).")
+  w("---@class onecli.Endpoint")
+  w("---@field name string")
+  w("---@field method string")
+  w("---@field path string")
+  w("---@field scope \"project\"|\"any\"|\"none\"")
+  w("---@field params string[]")
+  w("---@field body? \"required\"|\"optional\"")
+  w("---@field shorthand? string")
+  w("---@field arrays? string[]")
+  w("---@field query_names? string[]")
+  w("---@field response \"json\"|\"text\"|\"redirect\"")
+  w("---@field idempotent boolean")
+  w("---@field base? \"gateway\"")
+  w("---@field fallback? string")
+  w("---@field timeout? number")
+  w("---@field since? string")
+  w("---@field doc? string")
+  w("")
+
+  -- the error object
+  w("---Every failure of the network or the server. `tostring(err)` is one line.")
+  w("---@class onecli.Error")
+  w("---@field status integer? HTTP status; nil when no response came")
+  w("---@field type string invalid_request_error, authentication_error, not_found_error,"
+    .. " validation_error, rate_limit_error, api_error, decode_error, connection_error,"
+    .. " timeout_error or tls_error")
+  w("---@field message string the server's message, verbatim")
+  w("---@field retryable boolean whether trying again can help")
+  w("---@field code string? the server's code, or libcurl's name for a transport failure")
+  w("---@field request_id string? the x-request-id header (v2)")
+  w("---@field method string the request's HTTP method")
+  w("---@field path string the request's path, e.g. /v1/agents")
+  w("---@field retry_after number? seconds, from a Retry-After header")
+  w("---@field attempts integer how many tries were made")
+  w("---@field body string? the raw response body, at most 4096 bytes")
+  w("---@field body_truncated boolean? true when body was cut")
+  w("---@field hint string? set when an HTML page came back: what it probably means")
+  w("---@field request_sent boolean? transport failures: false when the request provably never left")
+  w("")
+
+  -- the client
+  w("---A OneCLI client (`onecli.new`).")
+  w("---@class onecli.Client")
+  w("---@field url string the API base, e.g. http://localhost:10254/v1")
+  w("---@field project_id string?")
+  w("---@field timeout number")
+  w("---@field connect_timeout number")
+  w("---@field max_retries integer")
+  w("---@field backoff_base number")
+  w("---@field backoff_max number")
+  w("---@field max_retry_after number")
+  w("---@field raise boolean")
+  w("---@field insecure boolean")
+  for _, ns in ipairs(namespaces) do
+    if not ns:find(".", 1, true) then
+      w("---@field ", ns, " ", class_name(ns))
+    end
+  end
+  for _, a in ipairs(_M.ALIASES) do
+    w("---@field ", a[1], " ", class_name(a[2]), " alias of client.", a[2])
+  end
+  w("local Client = {}")
+  w("")
+  w("---Calls any endpoint: `client:request(\"GET\", \"/counts\")`,")
+  w("---`client:request(\"POST\", \"/agents\", { body = {...} })`.")
+  w("---@param method \"GET\"|\"POST\"|\"PUT\"|\"PATCH\"|\"DELETE\"")
+  w("---@param path string relative to the base URL, starting with /")
+  w("---@param opts? onecli.RequestOptions")
+  w("---@return any result")
+  w("---@return onecli.Error? err")
+  w("function Client:request(method, path, opts) end")
+  w("")
+  w("---Runs many calls at once; returns their results in order (each the resource or an")
+  w("---error object) and how many failed. A call is `{ \"agents.get\", id }` (an endpoint")
+  w("---name and its method's arguments) or `{ method =, path =, body =?, query =? }`.")
+  w("---@param calls table[]")
+  w("---@param opts? { concurrency?: integer }")
+  w("---@return any[] results")
+  w("---@return integer failed")
+  w("function Client:batch(calls, opts) end")
+  w("")
+  w("---Starts a batch without waiting, for event loops; see `onecli.Batch`.")
+  w("---@param calls table[]")
+  w("---@param opts? { concurrency?: integer }")
+  w("---@return onecli.Batch")
+  w("function Client:batch_start(calls, opts) end")
+  w("")
+  w("---Releases the connection(s). Idempotent.")
+  w("function Client:close() end")
+  w("")
+  w("---Whether an API key is configured (the key itself is never exposed).")
+  w("---@return boolean")
+  w("function Client:has_api_key() end")
+  w("")
+  w("---The gateway origin approvals are sent to (gateway_url, ONECLI_GATEWAY_URL or")
+  w("---GET /gateway-url, cached). Returns nil, err instead of raising.")
+  w("---@param opts? onecli.CallOptions")
+  w("---@return string? origin")
+  w("---@return onecli.Error? err")
+  w("function Client:gateway_origin(opts) end")
+  w("")
+  for _, ep in ipairs(eps_of[""] or {}) do
+    method_stub(w, ep)
+  end
+
+  -- namespaces
+  for _, ns in ipairs(namespaces) do
+    w("---", NAMESPACE_TITLES[ns] or ("client." .. ns), ".")
+    w("---@class ", class_name(ns))
+    for _, child in ipairs(children[ns] or {}) do
+      w("---@field ", child, " ", class_name(ns .. "." .. child))
+    end
+    w("local ", ident(ns), " = {}")
+    w("")
+    for _, ep in ipairs(eps_of[ns] or {}) do
+      method_stub(w, ep)
+    end
+    if ns == "agents" then
+      w("---Creates the agent, or returns the existing one with this identifier (a 409")
+      w("---is settled without a second error).")
+      w("---@param spec { name: string, identifier: string, parentIdentifier?: string }")
+      w("---@param opts? onecli.CallOptions")
+      w("---@return onecli.Agent agent")
+      w("---@return boolean|onecli.Error created whether it was created (an error with `raise = false`)")
+      w("function onecli_agents:ensure(spec, opts) end")
+      w("")
+    elseif ns == "approvals" then
+      w("---A handler loop over pending approval requests; see `onecli.ApprovalRunner`.")
+      w("---@param handler fun(request: onecli.PendingApproval, runner: onecli.ApprovalRunner):"
+        .. " (\"approve\"|\"deny\"|boolean|nil)")
+      w("---@param opts? onecli.RunnerOptions")
+      w("---@return onecli.ApprovalRunner")
+      w("function onecli_approvals:runner(handler, opts) end")
+      w("")
+      w("---`client.approvals:runner(handler, opts):run()`: loops until stopped, returns the stats.")
+      w("---@param handler fun(request: onecli.PendingApproval, runner: onecli.ApprovalRunner):"
+        .. " (\"approve\"|\"deny\"|boolean|nil)")
+      w("---@param opts? onecli.RunnerOptions")
+      w("---@return onecli.RunnerStats")
+      w("function onecli_approvals:run(handler, opts) end")
+      w("")
+    end
+  end
+
+  w("---@class onecli.RunnerOptions")
+  w("---@field max_polls? integer stop after this many polls")
+  w("---@field stop? fun(): boolean stop when it returns true")
+  w("---@field on_error? fun(err: onecli.Error|string, request: onecli.PendingApproval?)")
+  w("---@field project_id? string")
+  w("---@field backoff_base? number")
+  w("---@field backoff_max? number")
+  w("")
+  w("---@class onecli.RunnerStats")
+  w("---@field polls integer")
+  w("---@field handled integer")
+  w("---@field approved integer")
+  w("---@field denied integer")
+  w("---@field skipped integer left to a human (the handler returned nil)")
+  w("---@field expired integer")
+  w("---@field errors integer")
+  w("")
+  w("---@class onecli.ApprovalRunner")
+  w("---@field stats onecli.RunnerStats")
+  w("local ApprovalRunner = {}")
+  w("")
+  w("---Polls and handles until done; returns the stats.")
+  w("---@return onecli.RunnerStats")
+  w("function ApprovalRunner:run() end")
+  w("")
+  w("---One poll and the handling of what it returned; true when the runner is done.")
+  w("---@return boolean done")
+  w("function ApprovalRunner:step() end")
+  w("")
+  w("---Ends the loop after the current step.")
+  w("function ApprovalRunner:stop() end")
+  w("")
+  w("---Whether the runner is done (stopped, opts.stop() or max_polls).")
+  w("---@return boolean")
+  w("function ApprovalRunner:done() end")
+  w("")
+
+  w("---A batch of calls in flight (`client:batch_start`).")
+  w("---@class onecli.Batch")
+  w("local Batch = {}")
+  w("")
+  w("---Advances every call without blocking; true once every call is done.")
+  w("---@return boolean done")
+  w("function Batch:step() end")
+  w("")
+  w("---Seconds until the batch wants to be stepped again.")
+  w("---@return number")
+  w("function Batch:next_wakeup() end")
+  w("")
+  w("---Blocks until a transfer has news or a timer is due, at most `max_seconds` (1 s).")
+  w("---@param max_seconds? number")
+  w("function Batch:wait(max_seconds) end")
+  w("")
+  w("---Whether every call is done.")
+  w("---@return boolean")
+  w("function Batch:done() end")
+  w("")
+  w("---The results so far, in call order, and how many are errors.")
+  w("---@return any[] results")
+  w("---@return integer failed")
+  w("function Batch:results() end")
+  w("")
+  w("---Ends every call not done yet (each gets a connection_error, code CANCELLED).")
+  w("function Batch:cancel() end")
+  w("")
+
+  -- object shapes
+  for _, obj in ipairs(_M.OBJECTS) do
+    lua_comment_lines(w, (obj[2]:gsub("`", "")))
+    w("---@class onecli.", obj[1])
+    for _, f in ipairs(obj[3]) do
+      local name, t = f[1], f[2]
+      local optional = t:sub(-1) == "?"
+      if optional then
+        t = t:sub(1, -2)
+      end
+      w("---@field ", name, optional and "? " or " ", t, f[3] and (" " .. f[3]:gsub("`", "")) or "")
+    end
+    w("")
+  end
+
+  w("return onecli")
+  return concat(out, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
+-- files
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+_M.read = read
+
+--- Both outputs, by path.
+function _M.build(endpoints)
+  endpoints = endpoints or _M.endpoints()
+  return {
+    [_M.API_PATH] = _M.api_markdown(endpoints),
+    [_M.META_PATH] = _M.meta_lua(endpoints),
+  }
+end
+
+local function main(args)
+  local check = args[1] == "--check"
+  local files = _M.build()
+  local paths = {}
+  for path in pairs(files) do
+    paths[#paths + 1] = path
+  end
+  sort(paths)
+  local stale = 0
+  for _, path in ipairs(paths) do
+    if read(path) ~= files[path] then
+      stale = stale + 1
+      if check then
+        io.stderr:write(path, " is stale: run lua5.4 docs/generate.lua\n")
+      else
+        local f = assert(io.open(path, "wb"))
+        f:write(files[path])
+        f:close()
+        print("wrote " .. path)
+      end
+    elseif not check then
+      print(path .. " is up to date")
+    end
+  end
+  if check and stale > 0 then
+    os.exit(1)
+  end
+end
+
+if as_script then
+  main({ ... })
+else
+  return _M
+end
