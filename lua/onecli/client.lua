@@ -286,8 +286,14 @@ Client.__close = function(self)
   self:close()
 end
 
---- Releases the connection(s). Idempotent.
+--- Releases the connection(s): the transport's, and the multi handle of
+-- client:batch() if one was made. Idempotent.
 function Client:close()
+  local multi = self._multi
+  if multi then
+    self._multi = nil
+    multi:close()
+  end
   local t = self._transport
   if t and t.close then
     t:close()
@@ -775,6 +781,8 @@ end
 --- Creates a client. Every option falls back to the environment where
 -- the official clients do (ONECLI_API_KEY, ONECLI_URL, ONECLI_PROJECT_ID,
 -- ONECLI_GATEWAY_URL).
+---@param opts? onecli.Options
+---@return onecli.Client
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then

@@ -11,6 +11,7 @@ local core = require("onecli.core")
 local client = require("onecli.client")
 local helpers = require("onecli.helpers")
 require("onecli.approvals")
+require("onecli.batch")
 
 local pcall, error = pcall, error
 local is_error = core.is_error
