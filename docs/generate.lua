@@ -135,6 +135,8 @@ _M.CLIENT_OPTIONS = {
   { "api_key", "string", "`ONECLI_API_KEY`", "sent as `Authorization: Bearer …`" },
   { "project_id", "string", "`ONECLI_PROJECT_ID`",
     "sent as `X-Project-Id` and `X-Workspace-Id` (needed with an organization key)" },
+  { "workspace_id", "string", "`ONECLI_WORKSPACE_ID`",
+    "v2's name for `project_id` (give one of the two)" },
   { "gateway_url", "string", "`ONECLI_GATEWAY_URL`, else `GET /gateway-url`",
     "origin of the gateway (approvals)" },
   { "timeout", "number", "`30`", "seconds for a whole request" },
@@ -158,6 +160,7 @@ _M.CLIENT_OPTIONS = {
 -- Per-call options (client.lua CALL_OPTIONS; checked the same way).
 _M.CALL_OPTIONS = {
   { "project_id", "string", "project (workspace) for this call, overriding the client's" },
+  { "workspace_id", "string", "v2's name for `project_id`" },
   { "timeout", "number", "seconds for this call (default: the client's, or the method's own **Timeout** when larger)" },
   { "connect_timeout", "number", "seconds to connect" },
   { "max_retries", "integer", "automatic retries for this call, 0–10" },

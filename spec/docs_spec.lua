@@ -147,7 +147,7 @@ describe("generated docs", function()
     assert.are.same(option_table(source, "CLIENT_OPTIONS"), set_of(gen.CLIENT_OPTIONS))
     assert.are.same(option_table(source, "CALL_OPTIONS"), set_of(gen.CALL_OPTIONS))
     local samples = {
-      project_id = "proj_1", timeout = 5, connect_timeout = 2, max_retries = 1,
+      project_id = "proj_1", workspace_id = "ws_1", timeout = 5, connect_timeout = 2, max_retries = 1,
       headers = { ["X-Test"] = "1" }, raise = false, callback = function() end,
     }
     local ep = client_mod.endpoint["agents.list"]

@@ -1243,6 +1243,238 @@ describe("stand-in (v1 cloud edition)", function()
   end)
 end)
 
+describe("stand-in (v1 cloud edition) partner API", function()
+  local srv
+
+  setup(function() srv = launcher.start({ mode = "v1", edition = "cloud", lua = LUA, max_lifetime = 300 }) end)
+  teardown(function() if srv then srv:stop() end end)
+  before_each(function() srv:reset() end)
+
+  local function p_call(method, path, body) return call(srv, method, path, body, auth(srv.partner_key)) end
+
+  local function new_org(name)
+    local status, body = p_call("POST", "/v1/partner/orgs", { name = name or "Managed" })
+    assert(status == 201, "setup: create partner org failed")
+    return body
+  end
+
+  local SECRET = { name = "Shared", type = "generic", value = "tok_shared_1", hostPattern = "api.shared.example",
+    injectionConfig = { headerName = "X-Shared" } }
+
+  it("is reached with the partner key only", function()
+    assert.truthy(srv.partner_key:match("^oc_partner_" .. string.rep("%x", 64) .. "$"))
+    local _, info = srv:info()
+    assert.are.equal(srv.partner_key, info.partner_key)
+    for _, key in ipairs({ srv.api_key, srv.org_key, "oc_partner_" .. string.rep("0", 64) }) do
+      local status, body = call(srv, "GET", "/v1/partner/orgs", nil, auth(key))
+      assert.are.equal(401, status)
+      assert.are.same({ message = "Invalid API key or token.", type = "authentication_error" }, body.error)
+    end
+    assert.are.equal(401, (call(srv, "GET", "/v1/partner/members", nil, {})))
+    assert.are.equal(401, (call(srv, "GET", "/v1/org/partner/status", nil, auth(srv.partner_key))))
+    assert.are.equal(200, (p_call("GET", "/v1/partner/members")))
+  end)
+
+  it("creates organizations whose keys work, rotates and deletes them", function()
+    local status, body = p_call("POST", "/v1/partner/orgs", { name = "  " })
+    assert.are.same({ 400, "Too small: expected string to have >=1 characters" }, { status, body.error })
+    local o = new_org("  Acme  ")
+    assert.truthy(o.orgApiKey:match("^oc_org_%x+$"))
+    assert.truthy(o.projectApiKey:match("^oc_%x+$"))
+    assert.truthy(o.agentToken:match("^aoc_%x+$"))
+    assert.truthy(o.claimUrl:find("/claim/", 1, true))
+    local agents
+    status, agents = call(srv, "GET", "/v1/agents", nil, auth(o.projectApiKey))
+    assert.are.same({ 200, o.agentToken }, { status, agents[1].accessToken })
+    assert.are.equal(200, (call(srv, "GET", "/v1/agents", nil, with_auth(srv, o.orgApiKey,
+      { { "X-Project-Id", o.projectId } }))))
+    -- the org key of one organization does not reach another's project
+    assert.are.equal(401, (call(srv, "GET", "/v1/agents", nil, with_auth(srv, o.orgApiKey,
+      { { "X-Project-Id", srv.project_id } }))))
+    local _, list = p_call("GET", "/v1/partner/orgs")
+    assert.are.same({ { id = o.organizationId, name = "Acme", claimed = false, createdAt = list[1].createdAt } },
+      list)
+    assert.truthy(list[1].createdAt:match(ISO))
+    status, body = p_call("GET", "/v1/partner/orgs/" .. o.organizationId)
+    assert.are.same({ 200, "Acme" }, { status, body.name })
+    status, body = p_call("POST", "/v1/partner/orgs/" .. o.organizationId .. "/claim-link")
+    assert.are.equal(200, status)
+    assert.are_not.equal(o.claimUrl, body.claimUrl)
+    local rotated
+    status, rotated = p_call("POST", "/v1/partner/orgs/" .. o.organizationId .. "/rotate-tokens")
+    assert.are.equal(200, status)
+    assert.are.equal(401, (call(srv, "GET", "/v1/agents", nil, auth(o.projectApiKey))))
+    assert.are.equal(401, (call(srv, "GET", "/v1/org/partner/status", nil, auth(o.orgApiKey))))
+    assert.are.equal(200, (call(srv, "GET", "/v1/agents", nil, auth(rotated.projectApiKey))))
+    assert.are.equal(200, (call(srv, "GET", "/v1/org/partner/status", nil, auth(rotated.orgApiKey))))
+    assert.are.equal(204, (p_call("DELETE", "/v1/partner/orgs/" .. o.organizationId)))
+    assert.are.equal(401, (call(srv, "GET", "/v1/agents", nil, auth(rotated.projectApiKey))))
+    status, body = p_call("GET", "/v1/partner/orgs/" .. o.organizationId)
+    assert.are.equal(404, status)
+    assert.are.same({ message = "Organization not found", type = "not_found_error" }, body.error)
+  end)
+
+  it("claimed organizations cannot be deleted or re-keyed", function()
+    local o = new_org()
+    srv:partner_claim(o.organizationId)
+    local _, body = p_call("GET", "/v1/partner/orgs/" .. o.organizationId)
+    assert.is_true(body.claimed)
+    for _, c in ipairs({ { "DELETE", "" }, { "POST", "/claim-link" }, { "POST", "/rotate-tokens" } }) do
+      local status
+      status, body = p_call(c[1], "/v1/partner/orgs/" .. o.organizationId .. c[2])
+      assert.are.equal(403, status, c[2])
+      assert.are.equal("authentication_error", body.error.type)
+    end
+  end)
+
+  it("manages projects of an organization", function()
+    local o = new_org()
+    local base = "/v1/partner/orgs/" .. o.organizationId .. "/projects"
+    local status, body = p_call("POST", base, { name = "x" })
+    assert.are.same({ 400, "Too small: expected string to have >=2 characters" }, { status, body.error })
+    local project
+    status, project = p_call("POST", base, { name = "Second One" })
+    assert.are.same({ 201, "Second One", "second-one" }, { status, project.name, project.slug })
+    assert.is_nil(project.apiKey)
+    local _, list = p_call("GET", base)
+    assert.are.same({ o.projectId, project.id }, ids_of(list))
+    assert.are.equal(204, (p_call("DELETE", base .. "/" .. project.id)))
+    status, body = p_call("DELETE", base .. "/" .. o.projectId)
+    assert.are.equal(400, status)
+    assert.are.equal("Cannot delete the only project in the organization", body.error.message)
+    assert.are.equal(404, (p_call("GET", "/v1/partner/orgs/nope/projects")))
+  end)
+
+  it("shares partner secrets with managed organizations until detached", function()
+    local o = new_org()
+    local status, secret = p_call("POST", "/v1/partner/secrets", SECRET)
+    assert.are.equal(201, status)
+    local body
+    status, body = p_call("POST", "/v1/partner/secrets", { name = "Op", type = "generic", valueSource = "onepassword",
+      opRef = "op://v/i/f", hostPattern = "x.example.com", injectionConfig = { headerName = "X" } })
+    assert.are.equal(400, status)
+    assert.are.equal("1Password is only available for project-scoped secrets", body.error.message)
+    local _, list = p_call("GET", "/v1/partner/secrets")
+    assert.are.same({ secret.id }, ids_of(list))
+    assert.are.equal(200, (p_call("PATCH", "/v1/partner/secrets/" .. secret.id, { name = "Renamed" })))
+    status, body = p_call("PATCH", "/v1/partner/secrets/nope", { name = "X" })
+    assert.are.same({ 404, "Secret not found" }, { status, body.error.message })
+    _, list = call(srv, "GET", "/v1/org/partner/inherited-secrets", nil, auth(o.projectApiKey))
+    assert.are.same({ secret.id, "Renamed" }, { list[1].id, list[1].name })
+    assert.is_nil(list[1].value)
+    _, list = call(srv, "GET", "/v1/org/partner/inherited-secrets")
+    assert.are.same({}, list)
+    -- status and detach: organization key (admin)
+    assert.are.equal(403, (call(srv, "GET", "/v1/org/partner/status", nil, auth(o.projectApiKey))))
+    _, body = call(srv, "GET", "/v1/org/partner/status", nil, auth(srv.org_key))
+    assert.are.same({ partnerManaged = false, detached = false }, body)
+    status, body = call(srv, "POST", "/v1/org/partner/detach", nil, auth(srv.org_key))
+    assert.are.same({ 400, "This organization is not managed by a partner" }, { status, body.error.message })
+    local org_h = auth(o.orgApiKey)
+    _, body = call(srv, "GET", "/v1/org/partner/status", nil, org_h)
+    assert.are.same({ partnerManaged = true, detached = false }, body)
+    status, body = call(srv, "POST", "/v1/org/partner/detach", nil, org_h)
+    assert.are.same({ 200, { success = true } }, { status, body })
+    _, body = call(srv, "GET", "/v1/org/partner/status", nil, org_h)
+    assert.are.same({ partnerManaged = true, detached = true }, body)
+    assert.are.equal(400, (call(srv, "POST", "/v1/org/partner/detach", nil, org_h)))
+    _, list = call(srv, "GET", "/v1/org/partner/inherited-secrets", nil, org_h)
+    assert.are.same({}, list)
+    assert.are.equal(404, (p_call("GET", "/v1/partner/orgs/" .. o.organizationId)))
+    assert.are.equal(204, (p_call("DELETE", "/v1/partner/secrets/" .. secret.id)))
+    assert.are.equal(404, (p_call("DELETE", "/v1/partner/secrets/" .. secret.id)))
+  end)
+
+  it("sets and removes budgets", function()
+    local o = new_org()
+    local _, secret = p_call("POST", "/v1/partner/secrets", SECRET)
+    local path = "/v1/partner/orgs/" .. o.organizationId .. "/secrets/" .. secret.id .. "/budget"
+    for _, case in ipairs({
+      { { limitCents = 1.5, period = "monthly" }, "Invalid input: expected int, received number" },
+      { { limitCents = 0, period = "monthly" }, "Too small: expected number to be >=1" },
+      { { limitCents = 100000001, period = "total" }, "Too big: expected number to be <=100000000" },
+      { { limitCents = 5, period = "weekly" }, 'Invalid option: expected one of "monthly"|"total"' },
+    }) do
+      local status, body = p_call("POST", path, case[1])
+      assert.are.same({ 400, case[2] }, { status, body.error })
+    end
+    local status, body = p_call("POST", path, { limitCents = 5000, period = "monthly" })
+    local budget = { secretId = secret.id, organizationId = o.organizationId, limitCents = 5000, period = "monthly",
+      spentCents = 0 }
+    assert.are.same({ 200, budget }, { status, body })
+    local _, list = p_call("GET", "/v1/partner/orgs/" .. o.organizationId .. "/budgets")
+    assert.are.same({ budget }, list)
+    status, body = p_call("POST", "/v1/partner/orgs/" .. o.organizationId .. "/secrets/nope/budget",
+      { limitCents = 1, period = "total" })
+    assert.are.same({ 404, "Secret not found" }, { status, body.error.message })
+    assert.are.equal(204, (p_call("DELETE", path)))
+    assert.are.equal(404, (p_call("DELETE", path)))
+    _, list = p_call("GET", "/v1/partner/orgs/" .. o.organizationId .. "/budgets")
+    assert.are.same({}, list)
+  end)
+
+  it("manages members; the owner is protected", function()
+    local _, list = p_call("GET", "/v1/partner/members")
+    assert.are.equal(1, #list)
+    local owner = list[1]
+    assert.are.equal("owner", owner.role)
+    local status, body = p_call("POST", "/v1/partner/members", { email = "new@partner.example", role = "owner" })
+    assert.are.same({ 400, 'Invalid option: expected one of "admin"|"member"' }, { status, body.error })
+    status, body = p_call("POST", "/v1/partner/members", { email = "not-an-email", role = "member" })
+    assert.are.same({ 400, "Invalid email address" }, { status, body.error })
+    local member
+    status, member = p_call("POST", "/v1/partner/members", { email = "new@partner.example", role = "member" })
+    assert.are.same({ 201, "new@partner.example", "member" }, { status, member.email, member.role })
+    assert.truthy(member.userId:match(UUID4))
+    status, body = p_call("POST", "/v1/partner/members", { email = "NEW@partner.example", role = "admin" })
+    assert.are.same({ 409, "invalid_request_error" }, { status, body.error.type })
+    status, body = p_call("PATCH", "/v1/partner/members/" .. member.userId .. "/role", { role = "admin" })
+    assert.are.same({ 200, { success = true } }, { status, body })
+    assert.are.equal(403, (p_call("PATCH", "/v1/partner/members/" .. owner.userId .. "/role", { role = "member" })))
+    assert.are.equal(403, (p_call("DELETE", "/v1/partner/members/" .. owner.userId)))
+    assert.are.equal(204, (p_call("DELETE", "/v1/partner/members/" .. member.userId)))
+    status, body = p_call("DELETE", "/v1/partner/members/" .. member.userId)
+    assert.are.same({ 404, "Member not found" }, { status, body.error.message })
+  end)
+
+  it("reset restores the seeded partner account", function()
+    local o = new_org()
+    p_call("POST", "/v1/partner/members", { email = "x@partner.example", role = "member" })
+    p_call("POST", "/v1/partner/secrets", SECRET)
+    local key = srv.partner_key
+    srv:reset()
+    assert.are.equal(key, srv.partner_key)
+    local _, list = p_call("GET", "/v1/partner/orgs")
+    assert.are.same({}, list)
+    _, list = p_call("GET", "/v1/partner/members")
+    assert.are.equal(1, #list)
+    _, list = p_call("GET", "/v1/partner/secrets")
+    assert.are.same({}, list)
+    assert.are.equal(401, (call(srv, "GET", "/v1/agents", nil, auth(o.projectApiKey))))
+  end)
+end)
+
+describe("stand-in partner API outside v1 cloud", function()
+  for _, opts in ipairs({ { mode = "v1" }, { mode = "v2" } }) do
+    it("answers 404 Unrecognized request URL (" .. opts.mode .. ")", function()
+      local srv = launcher.start({ mode = opts.mode, lua = LUA, max_lifetime = 60 })
+      local ok, err = pcall(function()
+        assert.is_nil(srv.partner_key)
+        local key = "oc_partner_" .. string.rep("9a27", 16)
+        for _, c in ipairs({ { "GET", "/v1/partner/orgs", key }, { "POST", "/v1/partner/secrets", key },
+          { "DELETE", "/v1/partner/members/x", key }, { "GET", "/v1/org/partner/status", srv.org_key },
+          { "GET", "/v1/org/partner/inherited-secrets", srv.api_key } }) do
+          local status, body = call(srv, c[1], c[2], nil, auth(c[3]))
+          assert.are.equal(404, status, c[2])
+          assert.truthy(body.error.message:find(UNRECOGNIZED), c[2])
+        end
+      end)
+      srv:stop()
+      assert(ok, err)
+    end)
+  end
+end)
+
 describe("stand-in (v2) whole API", function()
   local srv
 

@@ -44,12 +44,13 @@ local CLIENT_OPTIONS = {
   ca_file = "string", insecure = "boolean", user_agent = "string",
   raise = "boolean", transport = "transport", sleep = "function",
   log = "function", getenv = "function", gateway_url = "string",
+  workspace_id = "string",
 }
 
 local CALL_OPTIONS = {
   project_id = "string", timeout = "number", connect_timeout = "number",
   max_retries = "number", headers = "table", raise = "boolean",
-  callback = "function",
+  callback = "function", workspace_id = "string",
 }
 
 -- The client's API key lives here, not in the client table, so that
@@ -104,6 +105,13 @@ local function check_options(opts, spec, what)
   end
   if opts.project_id and not opts.project_id:match("^[%w%-_]+$") then
     return what .. " 'project_id' must be an id (letters, digits, '-', '_')"
+  end
+  if opts.workspace_id and not opts.workspace_id:match("^[%w%-_]+$") then
+    return what .. " 'workspace_id' must be an id (letters, digits, '-', '_')"
+  end
+  if opts.workspace_id and opts.project_id and opts.workspace_id ~= opts.project_id then
+    return what .. "s 'project_id' and 'workspace_id' name the same thing (v1 and v2 names) "
+           .. "and differ"
   end
   if opts.headers then
     for name, value in pairs(opts.headers) do
@@ -349,8 +357,9 @@ function Client:gateway_origin(opts)
   if self._gateway_url then
     return self._gateway_url
   end
+  local project = opts and (opts.project_id or opts.workspace_id)
   local answer, err = self:_send("GET", "/gateway-url", nil, nil,
-                                 { raise = false, project_id = opts and opts.project_id },
+                                 { raise = false, project_id = project },
                                  { scope = "project", response = "json", idempotent = true })
   if not answer then
     return nil, err
@@ -370,7 +379,7 @@ end
 function Client:_request_table(method, path, body, query, opts, ep)
   local key = secrets[self]
   local scope = ep and ep.scope or "project"
-  local project = opts.project_id or self.project_id
+  local project = opts.project_id or opts.workspace_id or self.project_id
   local headers = { Accept = "application/json" }
   if key and scope ~= "none" then
     headers.Authorization = "Bearer " .. key
@@ -817,7 +826,8 @@ function _M.new(opts)
   if api_key ~= nil and (api_key == "" or api_key:find("[%s%c]")) then
     error("onecli.new: api_key must be a non-empty string without white space", 2)
   end
-  local project_id = opts.project_id or env("ONECLI_PROJECT_ID")
+  local project_id = opts.project_id or opts.workspace_id or env("ONECLI_PROJECT_ID")
+                     or env("ONECLI_WORKSPACE_ID")
   if project_id and not project_id:match("^[%w%-_]+$") then
     error("onecli.new: project_id must be an id (letters, digits, '-', '_')", 2)
   end
@@ -828,6 +838,7 @@ function _M.new(opts)
   local self = setmetatable({
     url = url,
     project_id = project_id,
+    workspace_id = project_id,
     timeout = opts.timeout or DEFAULTS.timeout,
     connect_timeout = opts.connect_timeout or DEFAULTS.connect_timeout,
     max_retries = opts.max_retries or DEFAULTS.max_retries,

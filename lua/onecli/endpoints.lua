@@ -31,12 +31,14 @@
 --
 -- Names may nest: "org.secrets.list" is client.org.secrets:list(). Adding
 -- an endpoint is adding one line here. Not wrapped on purpose: the
--- internal routes (/auth/session, /internal/*, /apps/{p}/callback), the
--- partner API (/partner/*, /org/partner/*: removed from every server in
--- Aug 2026) and v1.42-1.43's transitional /policy/* (410 since v1.44);
--- client:request() still reaches any of them.
+-- internal routes (/auth/session, /internal/*, /apps/{p}/callback) and
+-- v1.42-1.43's transitional project-scope /policy/* (410 since v1.44);
+-- client:request() still reaches any of them. The partner API is wrapped
+-- for the cloud servers that had it, though the partner layer was removed
+-- in Aug 2026 (v2 answers 404).
 
 local P, ANY, NONE = "project", "any", "none"
+local PARTNER = "v1 cloud (partner API, removed Aug 2026)"
 
 return {
   { "health", "GET", "/health", NONE,
@@ -354,6 +356,58 @@ return {
     doc = "Publish the draft policy" },
   { "org.policy.last_publish", "GET", "/org/policy/last-publish", ANY, since = "v2",
     doc = "When and by whom the policy was last published" },
+
+  -- partner API (partner key oc_partner_...; OneCLI Cloud v1, removed in Aug 2026)
+  { "org.partner.inherited_secrets", "GET", "/org/partner/inherited-secrets", ANY, since = PARTNER,
+    doc = "Secrets the organization inherits from its partner" },
+  { "org.partner.status", "GET", "/org/partner/status", ANY, since = PARTNER,
+    doc = "Whether the organization is partner-managed: {partnerManaged=, detached=}" },
+  { "org.partner.detach", "POST", "/org/partner/detach", ANY, since = PARTNER,
+    doc = "Detach the organization from its partner" },
+  { "partner.orgs.list", "GET", "/partner/orgs", ANY, since = PARTNER,
+    doc = "Organizations this partner manages" },
+  { "partner.orgs.create", "POST", "/partner/orgs", ANY, body = "required", shorthand = "name", since = PARTNER,
+    doc = "Create a managed organization; the answer carries its keys and claim URL, shown once" },
+  { "partner.orgs.get", "GET", "/partner/orgs/{orgId}", ANY, since = PARTNER,
+    doc = "Get a managed organization" },
+  { "partner.orgs.delete", "DELETE", "/partner/orgs/{orgId}", ANY, since = PARTNER,
+    doc = "Delete a managed organization (unclaimed only)" },
+  { "partner.orgs.claim_link", "POST", "/partner/orgs/{orgId}/claim-link", ANY, since = PARTNER,
+    doc = "A new claim link for a managed organization: {claimUrl=}" },
+  { "partner.orgs.rotate_tokens", "POST", "/partner/orgs/{orgId}/rotate-tokens", ANY, since = PARTNER,
+    doc = "Replace a managed organization's keys: {orgApiKey=, projectApiKey=}" },
+  { "partner.orgs.list_projects", "GET", "/partner/orgs/{orgId}/projects", ANY, since = PARTNER,
+    doc = "Projects of a managed organization" },
+  { "partner.orgs.create_project", "POST", "/partner/orgs/{orgId}/projects", ANY,
+    body = "required", shorthand = "name", since = PARTNER,
+    doc = "Create a project in a managed organization" },
+  { "partner.orgs.delete_project", "DELETE", "/partner/orgs/{orgId}/projects/{projectId}", ANY, since = PARTNER,
+    doc = "Delete a project of a managed organization (not its last one)" },
+  { "partner.orgs.budgets", "GET", "/partner/orgs/{orgId}/budgets", ANY, since = PARTNER,
+    doc = "Spending budgets of a managed organization's secrets" },
+  { "partner.orgs.set_budget", "POST", "/partner/orgs/{orgId}/secrets/{secretId}/budget", ANY,
+    body = "required", idempotent = true, since = PARTNER,
+    doc = "Set a secret's budget: {limitCents=, period=\"monthly\"|\"total\"}" },
+  { "partner.orgs.delete_budget", "DELETE", "/partner/orgs/{orgId}/secrets/{secretId}/budget", ANY,
+    since = PARTNER,
+    doc = "Remove a secret's budget" },
+  { "partner.secrets.list", "GET", "/partner/secrets", ANY, since = PARTNER,
+    doc = "Partner secrets (inherited by managed organizations)" },
+  { "partner.secrets.create", "POST", "/partner/secrets", ANY, body = "required", since = PARTNER,
+    doc = "Create a partner secret" },
+  { "partner.secrets.update", "PATCH", "/partner/secrets/{secretId}", ANY, body = "required", since = PARTNER,
+    doc = "Update a partner secret" },
+  { "partner.secrets.delete", "DELETE", "/partner/secrets/{secretId}", ANY, since = PARTNER,
+    doc = "Delete a partner secret" },
+  { "partner.members.list", "GET", "/partner/members", ANY, since = PARTNER,
+    doc = "Members of the partner account" },
+  { "partner.members.add", "POST", "/partner/members", ANY, body = "required", since = PARTNER,
+    doc = "Add a member: {email=, role=\"admin\"|\"member\"}" },
+  { "partner.members.set_role", "PATCH", "/partner/members/{userId}/role", ANY,
+    body = "required", shorthand = "role", since = PARTNER,
+    doc = "Change a member's role" },
+  { "partner.members.remove", "DELETE", "/partner/members/{userId}", ANY, since = PARTNER,
+    doc = "Remove a member" },
 
   -- approvals (served by the gateway)
   { "approvals.pending", "GET", "/v1/approvals/pending", P, base = "gateway", query = { "exclude" },

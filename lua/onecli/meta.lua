@@ -64,6 +64,7 @@ function onecli.json_decode(text) end
 ---@field url? string API base; an origin without a path gets /v1
 ---@field api_key? string sent as Authorization: Bearer …
 ---@field project_id? string sent as X-Project-Id and X-Workspace-Id (needed with an organization key)
+---@field workspace_id? string v2's name for project_id (give one of the two)
 ---@field gateway_url? string origin of the gateway (approvals)
 ---@field timeout? number seconds for a whole request
 ---@field connect_timeout? number seconds to connect
@@ -83,6 +84,7 @@ function onecli.json_decode(text) end
 ---Options of one call: the last argument of every method.
 ---@class onecli.CallOptions
 ---@field project_id? string project (workspace) for this call, overriding the client's
+---@field workspace_id? string v2's name for project_id
 ---@field timeout? number seconds for this call (default: the client's, or the method's own **Timeout** when larger)
 ---@field connect_timeout? number seconds to connect
 ---@field max_retries? integer automatic retries for this call, 0–10
@@ -161,6 +163,7 @@ function onecli.json_decode(text) end
 ---@field workspaces onecli.workspaces
 ---@field team onecli.team
 ---@field org onecli.org
+---@field partner onecli.partner
 ---@field approvals onecli.approvals
 ---@field projects onecli.workspaces alias of client.workspaces
 local Client = {}
@@ -1187,6 +1190,7 @@ function onecli_team:provision(body, opts) end
 ---@field rules onecli.org.rules
 ---@field settings onecli.org.settings
 ---@field policy onecli.org.policy
+---@field partner onecli.org.partner
 local onecli_org = {}
 
 ---Organization secrets (organization key, admin).
@@ -1649,6 +1653,289 @@ function onecli_org_policy:publish(body, opts) end
 ---@return table result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_org_policy:last_publish(opts) end
+
+---client.org.partner.
+---@class onecli.org.partner
+local onecli_org_partner = {}
+
+---Secrets the organization inherits from its partner.
+---
+---`GET /v1/org/partner/inherited-secrets` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `org.partner.inherited_secrets`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_partner:inherited_secrets(opts) end
+
+---Whether the organization is partner-managed: {partnerManaged=, detached=}.
+---
+---`GET /v1/org/partner/status` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `org.partner.status`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_partner:status(opts) end
+
+---Detach the organization from its partner.
+---
+---`POST /v1/org/partner/detach` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Endpoint `org.partner.detach`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_partner:detach(opts) end
+
+---client.partner.
+---@class onecli.partner
+---@field orgs onecli.partner.orgs
+---@field secrets onecli.partner.secrets
+---@field members onecli.partner.members
+local onecli_partner = {}
+
+---client.partner.orgs.
+---@class onecli.partner.orgs
+local onecli_partner_orgs = {}
+
+---Organizations this partner manages.
+---
+---`GET /v1/partner/orgs` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:list(opts) end
+
+---Create a managed organization; the answer carries its keys and claim URL, shown once.
+---
+---`POST /v1/partner/orgs` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Shorthand: the value of `name` alone stands for `{ name = value }`.
+---
+---Endpoint `partner.orgs.create`.
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:create(body, opts) end
+
+---Get a managed organization.
+---
+---`GET /v1/partner/orgs/{orgId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.get`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:get(orgId, opts) end
+
+---Delete a managed organization (unclaimed only).
+---
+---`DELETE /v1/partner/orgs/{orgId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.delete`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:delete(orgId, opts) end
+
+---A new claim link for a managed organization: {claimUrl=}.
+---
+---`POST /v1/partner/orgs/{orgId}/claim-link` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Endpoint `partner.orgs.claim_link`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:claim_link(orgId, opts) end
+
+---Replace a managed organization's keys: {orgApiKey=, projectApiKey=}.
+---
+---`POST /v1/partner/orgs/{orgId}/rotate-tokens` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Endpoint `partner.orgs.rotate_tokens`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:rotate_tokens(orgId, opts) end
+
+---Projects of a managed organization.
+---
+---`GET /v1/partner/orgs/{orgId}/projects` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.list_projects`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:list_projects(orgId, opts) end
+
+---Create a project in a managed organization.
+---
+---`POST /v1/partner/orgs/{orgId}/projects` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Shorthand: the value of `name` alone stands for `{ name = value }`.
+---
+---Endpoint `partner.orgs.create_project`.
+---@param orgId string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:create_project(orgId, body, opts) end
+
+---Delete a project of a managed organization (not its last one).
+---
+---`DELETE /v1/partner/orgs/{orgId}/projects/{projectId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.delete_project`.
+---@param orgId string
+---@param projectId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:delete_project(orgId, projectId, opts) end
+
+---Spending budgets of a managed organization's secrets.
+---
+---`GET /v1/partner/orgs/{orgId}/budgets` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.budgets`.
+---@param orgId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:budgets(orgId, opts) end
+
+---Set a secret's budget: {limitCents=, period="monthly"|"total"}.
+---
+---`POST /v1/partner/orgs/{orgId}/secrets/{secretId}/budget` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.set_budget`.
+---@param orgId string
+---@param secretId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:set_budget(orgId, secretId, body, opts) end
+
+---Remove a secret's budget.
+---
+---`DELETE /v1/partner/orgs/{orgId}/secrets/{secretId}/budget` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.orgs.delete_budget`.
+---@param orgId string
+---@param secretId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_orgs:delete_budget(orgId, secretId, opts) end
+
+---client.partner.secrets.
+---@class onecli.partner.secrets
+local onecli_partner_secrets = {}
+
+---Partner secrets (inherited by managed organizations).
+---
+---`GET /v1/partner/secrets` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.secrets.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_secrets:list(opts) end
+
+---Create a partner secret.
+---
+---`POST /v1/partner/secrets` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Endpoint `partner.secrets.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_secrets:create(body, opts) end
+
+---Update a partner secret.
+---
+---`PATCH /v1/partner/secrets/{secretId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.secrets.update`.
+---@param secretId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_secrets:update(secretId, body, opts) end
+
+---Delete a partner secret.
+---
+---`DELETE /v1/partner/secrets/{secretId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.secrets.delete`.
+---@param secretId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_secrets:delete(secretId, opts) end
+
+---client.partner.members.
+---@class onecli.partner.members
+local onecli_partner_members = {}
+
+---Members of the partner account.
+---
+---`GET /v1/partner/members` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.members.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_members:list(opts) end
+
+---Add a member: {email=, role="admin"|"member"}.
+---
+---`POST /v1/partner/members` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · not retried once sent
+---
+---Endpoint `partner.members.add`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_members:add(body, opts) end
+
+---Change a member's role.
+---
+---`PATCH /v1/partner/members/{userId}/role` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Shorthand: the value of `role` alone stands for `{ role = value }`.
+---
+---Endpoint `partner.members.set_role`.
+---@param userId string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_members:set_role(userId, body, opts) end
+
+---Remove a member.
+---
+---`DELETE /v1/partner/members/{userId}` · scope: any · servers: v1 cloud (partner API, removed Aug 2026) · retried automatically
+---
+---Endpoint `partner.members.remove`.
+---@param userId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_partner_members:remove(userId, opts) end
 
 ---Approvals (served by the gateway).
 ---@class onecli.approvals

@@ -118,11 +118,16 @@ describe("client.approvals", function()
     local c2 = api.client(srv, { api_key = "oc_" .. string.rep("0", 64), max_retries = 0,
       gateway_url = srv.gateway_url,
       sleep = function(s) delays[#delays + 1] = s end })
-    local errs = 0
+    local errs = {}
     local stats = c2.approvals:run(function() return "approve" end,
-      { max_polls = 3, on_error = function() errs = errs + 1 end })
+      { max_polls = 3, on_error = function(e) errs[#errs + 1] = e end })
     assert.are.equal(3, stats.polls)
-    assert.are.equal(3, errs)
+    assert.are.equal(3, #errs)
+    -- the gateway's plain-text 401 normalizes like the API's errors
+    assert.are.equal(401, errs[1].status)
+    assert.are.equal("authentication_error", errs[1].type)
+    assert.is_false(errs[1].retryable)
+    assert.is_falsy(errs[1].message:find("<", 1, true))
     assert.are.equal(3, #delays)
     assert.is_true(delays[2] >= delays[1] * 0.5)
     c2:close()

@@ -368,6 +368,103 @@ case("org.policy.publish", V2, function(ctx) return ctx.org.org.policy:publish()
 case("org.policy.last_publish", V2, function(ctx) return ctx.org.org.policy:last_publish() end, is.table,
   { absent = V1 })
 
+-- the partner API (v1 cloud only; removed in Aug 2026)
+local CLOUD = { "cloud" }
+local NOT_CLOUD = { "v1", "v2" }
+local function managed_org(ctx, name)
+  return ctx.partner.partner.orgs:create(name or "Managed Org")
+end
+local PARTNER_SECRET = { name = "Partner secret", type = "generic", value = "tok_partner_case_1",
+  hostPattern = "api.partner.example", injectionConfig = { headerName = "X-Partner" } }
+case("org.partner.inherited_secrets", CLOUD, function(ctx)
+  return ctx.org.org.partner:inherited_secrets()
+end, is.list, { absent = NOT_CLOUD })
+case("org.partner.status", CLOUD, function(ctx) return ctx.org.org.partner:status() end,
+  function(r) return r.partnerManaged ~= nil end, { absent = NOT_CLOUD })
+case("org.partner.detach", CLOUD, function(ctx)
+  local o = managed_org(ctx, "Detached Org")
+  local managed = api.client(ctx.srv, { api_key = o.orgApiKey, max_retries = 0 })
+  assert(managed.org.partner:status().partnerManaged == true, "a new managed org is partner-managed")
+  local r = managed.org.partner:detach()
+  managed:close()
+  return r
+end, is.success, { absent = NOT_CLOUD })
+case("partner.orgs.list", CLOUD, function(ctx) return ctx.partner.partner.orgs:list() end, is.list,
+  { absent = NOT_CLOUD })
+case("partner.orgs.create", CLOUD, function(ctx)
+  local o = managed_org(ctx)
+  local managed = api.client(ctx.srv, { api_key = o.projectApiKey, max_retries = 0 })
+  local agents = managed.agents:list()       -- its keys work at once
+  managed:close()
+  o.agents = agents
+  return o
+end, function(r) return type(r.organizationId) == "string" and type(r.agents) == "table" end,
+  { absent = NOT_CLOUD })
+case("partner.orgs.get", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:get(managed_org(ctx, "Get Org").organizationId)
+end, function(r) return r.name == "Get Org" end, { absent = NOT_CLOUD })
+case("partner.orgs.delete", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:delete(managed_org(ctx, "Delete Org").organizationId)
+end, is.yes, { absent = NOT_CLOUD })
+case("partner.orgs.claim_link", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:claim_link(managed_org(ctx).organizationId)
+end, function(r) return type(r.claimUrl) == "string" end, { absent = NOT_CLOUD })
+case("partner.orgs.rotate_tokens", CLOUD, function(ctx)
+  local o = managed_org(ctx)
+  local r = ctx.partner.partner.orgs:rotate_tokens(o.organizationId)
+  r.old = o.orgApiKey
+  return r
+end, function(r) return type(r.orgApiKey) == "string" and r.orgApiKey ~= r.old end, { absent = NOT_CLOUD })
+case("partner.orgs.list_projects", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:list_projects(managed_org(ctx).organizationId)
+end, function(r) return #r >= 1 end, { absent = NOT_CLOUD })
+case("partner.orgs.create_project", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:create_project(managed_org(ctx).organizationId, "Second")
+end, function(r) return r.name == "Second" end, { absent = NOT_CLOUD })
+case("partner.orgs.delete_project", CLOUD, function(ctx)
+  local org = managed_org(ctx).organizationId
+  local p = ctx.partner.partner.orgs:create_project(org, "To delete")
+  return ctx.partner.partner.orgs:delete_project(org, p.id)
+end, is.yes, { absent = NOT_CLOUD })
+case("partner.orgs.budgets", CLOUD, function(ctx)
+  return ctx.partner.partner.orgs:budgets(managed_org(ctx).organizationId)
+end, is.list, { absent = NOT_CLOUD })
+case("partner.orgs.set_budget", CLOUD, function(ctx)
+  local secret = ctx.partner.partner.secrets:create(PARTNER_SECRET).id
+  return ctx.partner.partner.orgs:set_budget(managed_org(ctx).organizationId, secret,
+    { limitCents = 5000, period = "monthly" })
+end, function(r) return r.limitCents == 5000 end, { absent = NOT_CLOUD })
+case("partner.orgs.delete_budget", CLOUD, function(ctx)
+  local secret = ctx.partner.partner.secrets:create(PARTNER_SECRET).id
+  local org = managed_org(ctx).organizationId
+  ctx.partner.partner.orgs:set_budget(org, secret, { limitCents = 100, period = "total" })
+  return ctx.partner.partner.orgs:delete_budget(org, secret)
+end, is.yes, { absent = NOT_CLOUD })
+case("partner.secrets.list", CLOUD, function(ctx) return ctx.partner.partner.secrets:list() end, is.list,
+  { absent = NOT_CLOUD })
+case("partner.secrets.create", CLOUD, function(ctx) return ctx.partner.partner.secrets:create(PARTNER_SECRET) end,
+  function(r) return type(r.id) == "string" end, { absent = NOT_CLOUD })
+case("partner.secrets.update", CLOUD, function(ctx)
+  return ctx.partner.partner.secrets:update(ctx.partner.partner.secrets:create(PARTNER_SECRET).id,
+    { name = "Partner upd" })
+end, is.success, { absent = NOT_CLOUD })
+case("partner.secrets.delete", CLOUD, function(ctx)
+  return ctx.partner.partner.secrets:delete(ctx.partner.partner.secrets:create(PARTNER_SECRET).id)
+end, is.yes, { absent = NOT_CLOUD })
+case("partner.members.list", CLOUD, function(ctx) return ctx.partner.partner.members:list() end,
+  function(r) return #r >= 1 end, { absent = NOT_CLOUD })
+case("partner.members.add", CLOUD, function(ctx)
+  return ctx.partner.partner.members:add({ email = "added@partner.example", role = "member" })
+end, function(r) return r.email == "added@partner.example" end, { absent = NOT_CLOUD })
+case("partner.members.set_role", CLOUD, function(ctx)
+  local m = ctx.partner.partner.members:add({ email = "role@partner.example", role = "member" })
+  return ctx.partner.partner.members:set_role(m.userId, "admin")
+end, is.success, { absent = NOT_CLOUD })
+case("partner.members.remove", CLOUD, function(ctx)
+  local m = ctx.partner.partner.members:add({ email = "gone@partner.example", role = "member" })
+  return ctx.partner.partner.members:remove(m.userId)
+end, is.yes, { absent = NOT_CLOUD })
+
 -- approvals, on the gateway
 case("approvals.pending", ALL, function(ctx)
   local a = ctx.srv:approval({ method = "GET", url = "https://api.github.com/user" })
@@ -412,6 +509,8 @@ for _, mode in ipairs(ALL) do
       ctx.client = api.client(ctx.srv, { api_key = ctx.srv.api_key, max_retries = 0 })
       ctx.org = api.client(ctx.srv, { api_key = ctx.srv.org_key, project_id = ctx.srv.project_id,
                                       max_retries = 0 })
+      ctx.partner = api.client(ctx.srv, { api_key = ctx.srv.partner_key or ctx.srv.api_key,
+                                          max_retries = 0 })
       ctx.agent = new_agent(ctx, "fx-agent")
       ctx.secret = new_secret(ctx)
       ctx.client.apps:connect("resend", { fields = { apiKey = "re_fixture_12345" }, label = "Fixture" })
@@ -421,6 +520,7 @@ for _, mode in ipairs(ALL) do
     teardown(function()
       if ctx.client then ctx.client:close() end
       if ctx.org then ctx.org:close() end
+      if ctx.partner then ctx.partner:close() end
       if ctx.srv then ctx.srv:stop() end
     end)
 

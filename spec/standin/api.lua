@@ -1,7 +1,7 @@
 -- The OneCLI API of the stand-in: path mapping (/api -> /v1), routing,
 -- authentication per mode and edition, body decoding, and dispatch to the
 -- route modules (standin.agents, .secrets, .rules, .apps, .account, .access,
--- .blocklist, .setup, .org, .policy).
+-- .blocklist, .setup, .org, .policy, .partner).
 --
 -- A route: { method = "GET"|"*", pattern = "/agents/:id", auth = kind,
 --   handler = fn(ctx) | gone = "410 message", mode = "v1"|"v2"|nil,
@@ -9,7 +9,8 @@
 --   body = false (do not decode), deprecated = true (v2 Deprecation headers) }.
 -- Auth kinds: "none"; "project" (needs a project: 401 without); "project400"
 -- (400 without); "user" (any valid key, no project needed); "admin" (org
--- key only: a project key gets 403). The most specific matching pattern
+-- key only: a project key gets 403); "partner" (the partner key only, v1
+-- cloud: every other key gets 401). The most specific matching pattern
 -- wins (literal segment > :param > *), then registration order.
 local json = require("standin.json")
 local util = require("standin.util")
@@ -29,7 +30,7 @@ local PROJECT_MSG = "X-Project-Id header is required"
 
 local ROUTE_MODULES = {
   "standin.account", "standin.agents", "standin.secrets", "standin.rules", "standin.apps",
-  "standin.access", "standin.blocklist", "standin.setup", "standin.org", "standin.policy",
+  "standin.access", "standin.blocklist", "standin.setup", "standin.org", "standin.policy", "standin.partner",
 }
 
 local function split_path(path)
@@ -45,13 +46,14 @@ local function compile(route)
 end
 
 -- opts: mode, edition ("oss"|"cloud"), api_key, org_key, project_id,
--- version (optional), gateway_origin (optional; the engine sets it)
+-- partner_key (v1 cloud), version (optional), gateway_origin (optional; the engine sets it)
 function _M.new(opts)
   local edition = opts.edition or "oss"
   local self = setmetatable({
     mode = opts.mode, edition = edition,
     version = opts.version or _M.VERSIONS[opts.mode],
-    initial = { api_key = opts.api_key, org_key = opts.org_key, project_id = opts.project_id },
+    initial = { api_key = opts.api_key, org_key = opts.org_key, project_id = opts.project_id,
+      partner_key = opts.partner_key },
     gateway_origin = opts.gateway_origin or "http://127.0.0.1:10255",
     routes = {},
   }, _M)
@@ -79,6 +81,35 @@ function _M:reset()
     mode = self.mode, edition = self.edition, api_key = self.initial.api_key,
     org_key = self.initial.org_key, project_id = self.initial.project_id,
   })
+  -- the partner layer: v1 cloud only
+  self.partner = nil
+  if self.mode == "v1" and self.edition == "cloud" and self.initial.partner_key then
+    self.partner = store.new_partner(self.initial.partner_key)
+  end
+end
+
+-- Every organization whose keys the server accepts: its own, then the ones
+-- the partner created (until deleted).
+function _M:orgs()
+  local list = { self.org }
+  for _, o in ipairs(self.partner and self.partner.orgs or {}) do list[#list + 1] = o end
+  return list
+end
+
+-- The organization of an org key / the project of a project key.
+function _M:org_for_key(token)
+  for _, o in ipairs(self:orgs()) do
+    if o.org_key == token then return o end
+  end
+  return nil
+end
+
+function _M:project_for_key(token)
+  for _, o in ipairs(self:orgs()) do
+    local p = store.project_for_key(o, token)
+    if p then return p end
+  end
+  return nil
 end
 
 -- The project the server started with (the one control/info describes).
@@ -166,27 +197,31 @@ end
 -- v1 cloud edition and v2.0.1: strict keys. v1 reads X-Project-Id, v2
 -- X-Workspace-Id (X-Project-Id copied over by prepare()).
 function _M:auth_strict(req, kind)
-  local org = self.org
   local token = (req.headers.authorization or ""):match("^Bearer (.*)$")
   if not token then return nil, reply.unauthorized() end
+  if kind == "partner" then
+    if not self.partner or token ~= self.partner.key then return nil, reply.unauthorized() end
+    return { key = "partner" }
+  end
   if token:sub(1, 7) == "oc_org_" then
-    if token ~= org.org_key then return nil, reply.unauthorized() end
+    local org = self:org_for_key(token)
+    if not org then return nil, reply.unauthorized() end
     local header, msg = "x-workspace-id", WORKSPACE_MSG
     if self.mode == "v1" then header, msg = "x-project-id", PROJECT_MSG end
     local id = req.headers[header]
     if id == nil or id == "" then
-      if kind == "user" or kind == "admin" then return { key = "org" } end
+      if kind == "user" or kind == "admin" then return { key = "org", org = org } end
       if kind == "project400" then return nil, reply.bad_request(msg) end
       return nil, reply.unauthorized(msg)
     end
     local project = store.find(org.projects, id)
     if not project then return nil, reply.unauthorized() end
-    return { key = "org", project = project }
+    return { key = "org", org = org, project = project }
   end
-  local project = token:sub(1, 3) == "oc_" and store.project_for_key(org, token)
+  local project = token:sub(1, 3) == "oc_" and self:project_for_key(token)
   if not project then return nil, reply.unauthorized() end
   if kind == "admin" then return nil, reply.envelope(403, "Insufficient permissions", "authentication_error") end
-  return { key = "project", project = project }
+  return { key = "project", org = project.org, project = project }
 end
 
 function _M:authenticate(req, kind)
@@ -278,8 +313,11 @@ function _M:route(req)
     if not grant then return denied end
   end
   if route.gone then return reply.gone(route.gone) end
+  -- a partner-created organization's keys act inside that organization
+  local org = grant.org or self.org
+  local state = grant.project or (org == self.org and self:main_project()) or org.projects[1]
   local ctx = {
-    app = self, org = self.org, state = grant.project or self:main_project(), project = grant.project,
+    app = self, org = org, state = state, project = grant.project,
     key_kind = grant.key, mode = self.mode, edition = self.edition, req = req,
     params = params, query = req.query, norm_path = norm,
     body = route.body ~= false and decode_body(req.body) or nil,

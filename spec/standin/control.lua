@@ -10,11 +10,14 @@
 --                                  project_id?, headers?, body?, summary?}
 --   GET    /__control/approvals   every approval with state and decisions
 --   GET|POST /__control/approvals/settings  {poll_hold = seconds}
+--   POST   /__control/partner/claim  {orgId}  (v1 cloud: a partner-created
+--                                  organization becomes claimed)
 local json = require("standin.json")
 local reply = require("standin.reply")
 local pages = require("standin.pages")
 local http = require("standin.http")
 local approvals = require("standin.approvals")
+local partner = require("standin.partner")
 
 local _M = {}
 _M.__index = _M
@@ -185,7 +188,8 @@ function _M:info()
   end
   return reply.ok(obj("mode", api.mode, "edition", api.edition, "api_key", project.api_key,
     "org_key", api.org.org_key, "project_id", project.id, "version", api.version, "default_agent_id", default,
-    "gateway_port", self.gateway_port, "gateway_url", api.gateway_origin, "poll_hold", self.gateway.poll_hold))
+    "gateway_port", self.gateway_port, "gateway_url", api.gateway_origin, "poll_hold", self.gateway.poll_hold,
+    "partner_key", api.partner and api.partner.key or nil))
 end
 
 ------------------------------------------------------------------------------
@@ -233,6 +237,13 @@ function _M:handle(req)
   if name == "approvals" and m == "GET" then return reply.ok(approvals.list(self.api.org, self.api.mode)) end
   if name == "approvals/settings" and (m == "GET" or m == "POST") then
     return self:approval_settings(m, req.body)
+  end
+  if name == "partner/claim" and m == "POST" then
+    local b = json.decode(req.body or "")
+    if typeof(b) ~= "object" or typeof(b.orgId) ~= "string" then return bad("orgId must be a string") end
+    local ok, err = partner.claim(self.api, b.orgId)
+    if not ok then return reply.json(404, obj("error", err)) end
+    return reply.success()
   end
   if name == "reset" and m == "POST" then
     self.api:reset()

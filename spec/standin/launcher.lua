@@ -6,6 +6,7 @@
 --   srv.origin     -- "http://127.0.0.1:PORT"
 --   srv.gateway_url -- "http://127.0.0.1:GWPORT" (approvals; srv.gateway_port)
 --   srv.port, srv.mode, srv.edition, srv.api_key, srv.org_key, srv.project_id, srv.pid
+--   srv.partner_key -- v1 cloud edition only (nil otherwise): the partner API's key
 --   srv:control(method, path, body_table_or_nil) -> status, decoded JSON
 --   srv:fault{ kind = "status", status = 500, path = "/v1/agents" }
 --   srv:fault{ kind = "status", status = 502, path = "/v1/approvals/pending", gateway = true }
@@ -13,11 +14,12 @@
 --   srv:approval{ url = "https://api.github.com/user", expires_in = 5 } -> the approval (with id)
 --   srv:approvals()                  -- every approval with state and decisions
 --   srv:gateway_settings{ poll_hold = 1 }  -- seconds a poll is held
+--   srv:partner_claim(org_id)        -- v1 cloud: mark a partner-created org claimed
 --   srv:stop()     -- idempotent; kills the process if shutdown does not work
 --
 -- Options of start: mode ("v1"), edition ("oss"; "cloud" = v1 cloud
 -- server), lua ("lua5.4"), max_lifetime (300), host ("127.0.0.1"),
--- api_key, org_key, project_id, poll_hold (30), quiet (true), timeout (10 s
+-- api_key, org_key, project_id, partner_key, poll_hold (30), quiet (true), timeout (10 s
 -- to wait for the port file).
 local socket = require("socket")
 local json = require("standin.json")
@@ -86,6 +88,7 @@ local function spawn(opts, port_file, err_file)
     "--max-lifetime", tostring(opts.max_lifetime or 300),
   }
   for _, o in ipairs({ { "api_key", "--api-key" }, { "org_key", "--org-key" }, { "project_id", "--project-id" },
+    { "partner_key", "--partner-key" },
     { "poll_hold", "--poll-hold" } }) do
     if opts[o[1]] then args[#args + 1] = o[2] .. " " .. shell_quote(opts[o[1]]) end
   end
@@ -126,6 +129,7 @@ function _M.start(opts)
     error("onecli stand-in does not answer /__control/info: " .. tostring(status), 2)
   end
   srv.api_key, srv.org_key, srv.project_id = info.api_key, info.org_key, info.project_id
+  srv.partner_key = info.partner_key
   srv.gateway_port = tonumber(info.gateway_port) or tonumber(read_file(port_file .. ".gateway") or "")
   srv.gateway_url = srv.gateway_port and format("http://%s:%d", srv.host, srv.gateway_port)
   return srv
@@ -159,7 +163,7 @@ function Server:stats() return checked(self, "GET", "/__control/stats") end
 function Server:reset()
   checked(self, "POST", "/__control/reset")
   local info = checked(self, "GET", "/__control/info")
-  self.api_key = info.api_key
+  self.api_key, self.partner_key = info.api_key, info.partner_key
   return info
 end
 function Server:info() return self:control("GET", "/__control/info") end
@@ -167,6 +171,10 @@ function Server:approval(tbl) return checked(self, "POST", "/__control/approvals
 function Server:approvals() return checked(self, "GET", "/__control/approvals") end
 function Server:gateway_settings(tbl)
   return checked(self, "POST", "/__control/approvals/settings", tbl or json.obj())
+end
+
+function Server:partner_claim(org_id)
+  return checked(self, "POST", "/__control/partner/claim", { orgId = org_id })
 end
 
 function Server:running()

@@ -3,7 +3,8 @@
 --   lua5.4 spec/standin/server.lua [--mode v1|v2] [--edition oss|cloud]
 --       [--host 127.0.0.1] [--port 0] [--gateway-port 0] [--port-file FILE]
 --       [--api-key oc_<64 hex>] [--org-key oc_org_<64 hex>]
---       [--project-id <16 lowercase letters>] [--server-version STRING]
+--       [--project-id <16 lowercase letters>] [--partner-key oc_partner_<64 hex>]
+--       [--server-version STRING]
 --       [--poll-hold SECONDS] [--max-lifetime SECONDS] [--quiet]
 --
 -- Imitates OneCLI v1.41.0 (--mode v1: local mode, or with --edition cloud
@@ -36,6 +37,8 @@ local DEFAULTS = {
   max_lifetime = 600,
   api_key = "oc_" .. string.rep("7e57", 16),
   org_key = "oc_org_" .. string.rep("0a9e", 16),
+  -- the partner account's key (v1 cloud edition only)
+  partner_key = "oc_partner_" .. string.rep("9a27", 16),
   project_id = "standinprojectaa",
 }
 
@@ -43,7 +46,8 @@ local USAGE = [[
 usage: server.lua [--mode v1|v2] [--edition oss|cloud] [--host H] [--port N]
                   [--gateway-port N] [--port-file FILE]
                   [--api-key oc_<64 hex>] [--org-key oc_org_<64 hex>]
-                  [--project-id ID] [--server-version V] [--poll-hold S]
+                  [--project-id ID] [--partner-key oc_partner_<64 hex>]
+                  [--server-version V] [--poll-hold S]
                   [--max-lifetime S] [--quiet]
 ]]
 
@@ -55,6 +59,7 @@ end
 local OPTIONS = {
   ["--mode"] = "mode", ["--host"] = "host", ["--port"] = "port", ["--port-file"] = "port_file",
   ["--api-key"] = "api_key", ["--org-key"] = "org_key", ["--project-id"] = "project_id",
+  ["--partner-key"] = "partner_key",
   ["--server-version"] = "version", ["--max-lifetime"] = "max_lifetime",
   ["--edition"] = "edition", ["--gateway-port"] = "gateway_port", ["--poll-hold"] = "poll_hold",
 }
@@ -100,6 +105,7 @@ local function check(opts)
   if not opts.max_lifetime or opts.max_lifetime <= 0 then die("--max-lifetime must be > 0") end
   if not opts.api_key:match("^oc_%x+$") then die("--api-key must look like oc_<hex>") end
   if not opts.org_key:match("^oc_org_%x+$") then die("--org-key must look like oc_org_<hex>") end
+  if not opts.partner_key:match("^oc_partner_%x+$") then die("--partner-key must look like oc_partner_<hex>") end
   if not opts.project_id:match("^[%w-]+$") then die("--project-id must be letters, digits or '-'") end
 end
 

@@ -73,6 +73,19 @@ function _M.new(opts)
   return org
 end
 
+-- The partner account of the v1 cloud edition (reference §6.15): its key,
+-- members (one seeded owner), partner secrets and the organizations it
+-- created (full organization tables, see standin.partner).
+function _M.new_partner(key)
+  return {
+    key = key, seq = 0, projects = {}, secrets = {}, orgs = {},
+    members = { {
+      id = "7a1c0e2b-3f4d-4c5e-8a6b-9d0e1f2a3b4c", email = "owner@partner.example", role = "owner",
+      created_at = util.iso(gettime() - 3600),
+    } },
+  }
+end
+
 function _M.add_project(org, fields)
   local project = stamp(org, {
     id = fields.id or util.lower_letters(16),
