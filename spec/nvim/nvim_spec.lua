@@ -6,33 +6,11 @@
 -- file sourced by the shell, so the key is on no command line).
 local launcher = require("standin.launcher")
 local core = require("onecli.core")
-local socket = require("socket")
+local net = require("support.net")
+local run_ok, read_file, write_file, shell_quote, closed_port =
+      net.run_ok, net.read_file, net.write_file, net.shell_quote, net.closed_port
 
 local NVIM_TIMEOUT = 60   -- seconds, for every Neovim run
-
-local function run_ok(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
 
 -- The repository root, absolute.
 local function repo_root()
@@ -45,14 +23,6 @@ local function repo_root()
     dir = dir == "." and cwd or (cwd .. "/" .. dir)
   end
   return dir
-end
-
--- A free port on 127.0.0.1 with nothing listening on it.
-local function closed_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
 end
 
 local ROOT = repo_root()

@@ -10,6 +10,7 @@
 local socket = require("socket")
 local core = require("onecli.core")
 local launcher = require("standin.launcher")
+local net = require("support.net")
 
 local NGINX = os.getenv("ONECLI_NGINX") or "/usr/sbin/nginx"
 local MODULES = os.getenv("ONECLI_NGINX_MODULES") or "/usr/lib/nginx/modules"
@@ -25,61 +26,15 @@ local function multiarch()
 end
 local LUA_CPATH = "/usr/lib/" .. multiarch() .. "/lua/5.1/?.so"
 
-local gettime, sleep = socket.gettime, socket.sleep
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
-
-local function write_file(path, data)
-  local f = assert(io.open(path, "wb"))
-  assert(f:write(data))
-  f:close()
-end
+local gettime = socket.gettime
+local read_file, write_file, wait_until, listening =
+      net.read_file, net.write_file, net.wait_until, net.listening
+local sh, quote, free_port = net.run_ok, net.shell_quote, net.closed_port
 
 local function exists(path)
   local f = io.open(path, "rb")
   if f then f:close() end
   return f ~= nil
-end
-
-local function sh(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
--- A free port on 127.0.0.1 with nothing listening on it.
-local function free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
-local function wait_until(timeout, fn)
-  local deadline = gettime() + timeout
-  while gettime() < deadline do
-    if fn() then return true end
-    sleep(0.05)
-  end
-  return fn()
-end
-
-local function listening(port)
-  local s = socket.tcp()
-  s:settimeout(0.2)
-  local ok = s:connect("127.0.0.1", port)
-  s:close()
-  return ok ~= nil
 end
 
 local function alive(pid)

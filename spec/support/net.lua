@@ -11,6 +11,54 @@ function _M.closed_port()
   return tonumber(port)
 end
 
+--- Whether a shell command succeeded (os.execute returns a number on
+-- Lua 5.1/LuaJIT and true/nil from 5.2 on).
+function _M.run_ok(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+--- Single-quotes s for /bin/sh.
+function _M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- The whole file, or nil if it cannot be read.
+function _M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+function _M.write_file(path, data)
+  local f = assert(io.open(path, "wb"))
+  assert(f:write(data))
+  f:close()
+end
+
+--- Calls fn every 50 ms until it returns true or timeout seconds pass
+-- (bounded); returns its last answer.
+function _M.wait_until(timeout, fn)
+  local deadline = socket.gettime() + timeout
+  while socket.gettime() < deadline do
+    if fn() then return true end
+    socket.sleep(0.05)
+  end
+  return fn()
+end
+
+--- Whether something accepts connections on 127.0.0.1:port.
+function _M.listening(port)
+  local s = socket.tcp()
+  s:settimeout(0.2)
+  local ok = s:connect("127.0.0.1", port)
+  s:close()
+  return ok ~= nil
+end
+
 --- How many requests the stand-in srv saw for a path (and method).
 function _M.hits(srv, path, method)
   local n = 0
