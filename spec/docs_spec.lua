@@ -1,14 +1,12 @@
 -- docs/api.md and lua/onecli/meta.lua are generated from the endpoint table
 -- by docs/generate.lua: they must be what the generator produces now, name
 -- every endpoint, and say only what the code does.
+local net = require("support.net")
 local onecli = require("onecli")
 local client_mod = require("onecli.client")
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return assert(net.read_file(path), "cannot read " .. path)
 end
 
 -- Where two texts first differ, as a short message (never the whole file).

@@ -4,6 +4,7 @@
 -- ONECLI_URL and ONECLI_API_KEY in the environment. The interpreter is the
 -- one running this suite (lua5.4 or luajit) with its own build of the core.
 -- Output is shown only when a run fails, with every key masked.
+local net = require("support.net")
 local launcher = require("standin.launcher")
 
 local RUNTIME = rawget(_G, "jit") and "luajit" or ("lua" .. _VERSION:match("%d+%.%d+"))
@@ -45,15 +46,10 @@ local VERIFY = {
 }
 
 local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
+  return assert(net.read_file(path), "cannot read " .. path)
 end
 
-local function quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
+local quote = net.shell_quote
 
 --- The ```lua blocks of a markdown text: list of { line =, code = }.
 local function lua_blocks(text)

@@ -51,6 +51,7 @@ local fmt = string.format
 local floor, min, max, huge = math.floor, math.min, math.max, math.huge
 local now = core.now
 local interpret, parse_args = client_mod.interpret, client_mod.parse_args
+local unknown_route = client_mod.unknown_route
 local next_delay, is_idempotent = retry.next_delay, retry.is_idempotent
 
 local _M = { _VERSION = core._VERSION }
@@ -252,10 +253,7 @@ local function read_endpoint(client, call)
   if not ok then
     return nil, path
   end
-  if ep.fallback and client._fallbacks[ep.name] then
-    -- this server already showed it only knows the older route
-    path, fallback = fallback or path, nil
-  end
+  path, fallback = client:_route(ep, path, fallback)   -- older server: its v1 route
   return { ep = ep, method = ep.method, path = path, body = body, query = query,
            opts = opts, fallback = fallback }
 end
@@ -433,10 +431,6 @@ function Batch:_again(rec, delay)
   rec.state = "waiting"
   rec.ready_at = now() + delay
   self.waiting[#self.waiting + 1] = rec
-end
-
-local function unknown_route(err)
-  return err.status == 404 and err.type == "invalid_request_error"
 end
 
 -- A transfer of this batch finished (called by the hub).

@@ -456,10 +456,21 @@ end
 local function unknown_route(err)
   return err.status == 404 and err.type == "invalid_request_error"
 end
+_M.unknown_route = unknown_route
+
+--- The path to use for a call with a v1 fallback: once this server showed
+-- it only knows the older route, go there directly. Returns path, fallback.
+function Client:_route(ep, path, fallback_path)
+  if fallback_path and self._fallbacks[ep.name] then
+    return fallback_path, nil
+  end
+  return path, fallback_path
+end
 
 -- Sends one call with retries; returns result or nil, err (never raises
 -- for API failures).
 function Client:_perform(method, path, body, query, opts, ep, fallback_path)
+  path, fallback_path = self:_route(ep, path, fallback_path)
   local req, err = self:_request_table(method, path, body, query, opts, ep)
   if not req then
     return nil, err
@@ -507,9 +518,6 @@ end
 
 --- Sends one API request with retries and raises (or returns) errors.
 function Client:_send(method, path, body, query, opts, ep, fallback_path)
-  if ep and ep.fallback and self._fallbacks[ep.name] then
-    path, fallback_path = fallback_path or path, nil
-  end
   local result, err = self:_perform(method, path, body, query, opts, ep, fallback_path)
   if err then
     return self:_fail(err, opts)
@@ -588,15 +596,15 @@ end
 -- its own and returns at once; a call made from inside a coroutine simply
 -- waits there.
 
-function Client:_dispatch(method, path, body, query, opts, ep)
+function Client:_dispatch(method, path, body, query, opts, ep, fallback_path)
   local callback = opts.callback
   if callback == nil then
-    return self:_send(method, path, body, query, opts, ep, ep and ep.fallback_path)
+    return self:_send(method, path, body, query, opts, ep, fallback_path)
   end
   local schedule = self._schedule
   local co = coroutine.create(function()
     local ok, result, err = pcall(self._perform, self, method, path, body, query, opts, ep,
-                                  ep and ep.fallback_path)
+                                  fallback_path)
     if not ok then     -- a bug or a transport misuse: still report it as an error object
       err = core.transport_error(method, path, "CALLBACK", tostring(result), {})
       result = nil
@@ -681,11 +689,7 @@ local function make_method(ep, namespaced)
       error(fmt("%s: call it with a colon: client:%s(...)", label, ep.name), 2)
     end
     local path, body, query, opts, fallback = parse_args(ep, select("#", ...), { ... })
-    if opts.callback then
-      local call_ep = setmetatable({ fallback_path = fallback }, { __index = ep })
-      return client:_dispatch(ep.method, path, body, query, opts, call_ep)
-    end
-    return client:_send(ep.method, path, body, query, opts, ep, fallback)
+    return client:_dispatch(ep.method, path, body, query, opts, ep, fallback)
   end
 end
 

@@ -33,6 +33,15 @@ local function new_agent(ctx, identifier)
   return ctx.client.agents:create({ name = "Case " .. identifier, identifier = identifier }).id
 end
 
+-- Connects resend with this label (through the apps and connections
+-- namespaces of a project or of the organization) and returns its id.
+local function new_connection(apps, connections, label, api_key)
+  apps:connect("resend", { fields = { apiKey = api_key }, label = label })
+  for _, c in ipairs(connections:list({ provider = "resend" })) do
+    if c.label == label then return c.id end
+  end
+end
+
 local function new_secret(ctx, c)
   return (c or ctx.client.secrets):create({ name = "Case secret", type = "generic", value = "tok_case_123456",
     hostPattern = "api.case.example", injectionConfig = { headerName = "X-Token" } }).id
@@ -164,11 +173,7 @@ case("apps.rename_connection", ALL, function(ctx)
   return ctx.client.apps:rename_connection(ctx.connection, "Legacy label")
 end, function(r) return r.label == "Legacy label" end)
 case("apps.delete_connection", ALL, function(ctx)
-  ctx.client.apps:connect("resend", { fields = { apiKey = "re_case_legacy_1" }, label = "Legacy del" })
-  local id
-  for _, c in ipairs(ctx.client.connections:list({ provider = "resend" })) do
-    if c.label == "Legacy del" then id = c.id end
-  end
+  local id = new_connection(ctx.client.apps, ctx.client.connections, "Legacy del", "re_case_legacy_1")
   return ctx.client.apps:delete_connection(id)
 end, is.yes)
 
@@ -177,11 +182,7 @@ case("connections.list", ALL, function(ctx) return ctx.client.connections:list()
 case("connections.rename", ALL, function(ctx) return ctx.client.connections:rename(ctx.connection, "Fx") end,
   function(r) return r.label == "Fx" end)
 case("connections.delete", ALL, function(ctx)
-  ctx.client.apps:connect("resend", { fields = { apiKey = "re_case_delete_1" }, label = "To delete" })
-  local id
-  for _, c in ipairs(ctx.client.connections:list({ provider = "resend" })) do
-    if c.label == "To delete" then id = c.id end
-  end
+  local id = new_connection(ctx.client.apps, ctx.client.connections, "To delete", "re_case_delete_1")
   return ctx.client.connections:delete(id)
 end, is.yes)
 case("connections.get_agents", V1, function(ctx) return ctx.client.connections:get_agents(ctx.connection) end,
@@ -261,10 +262,7 @@ case("org.secrets.delete", ORG, function(ctx)
 end, is.yes, { absent = { "v1" } })
 
 local function org_connection(ctx, label)
-  ctx.org.org.apps:connect("resend", { fields = { apiKey = "re_org_" .. label }, label = label })
-  for _, c in ipairs(ctx.org.org.connections:list({ provider = "resend" })) do
-    if c.label == label then return c.id end
-  end
+  return new_connection(ctx.org.org.apps, ctx.org.org.connections, label, "re_org_" .. label)
 end
 case("org.connections.list", ORG, function(ctx) return ctx.org.org.connections:list() end, is.list,
   { absent = { "v1" } })

@@ -427,15 +427,24 @@ local function too_large(ctx)
          fmt("response body larger than max_response_size (%d bytes)", ctx.max_response)
 end
 
+-- One line of a chunked body: a chunk size, or the CRLF after a chunk.
+local function receive_chunk_line(ctx)
+  local line, err = receive(ctx, "*l")
+  if line then
+    return line
+  end
+  if err == "closed" then
+    return nil, "RECV_ERROR", "transfer closed inside a chunked response"
+  end
+  return nil, read_failure(ctx, err, "while reading the response body")
+end
+
 local function read_chunked(ctx, parts)
   local total, header_bytes = 0, 0
   while true do
-    local line, err = receive(ctx, "*l")
+    local line, code, msg = receive_chunk_line(ctx)
     if not line then
-      if err == "closed" then
-        return nil, "RECV_ERROR", "transfer closed inside a chunked response"
-      end
-      return nil, read_failure(ctx, err, "while reading the response body")
+      return nil, code, msg
     end
     local size = _M.parse_chunk_size(line)
     if not size then
@@ -444,6 +453,7 @@ local function read_chunked(ctx, parts)
     if size == 0 then
       -- trailers, up to the empty line
       repeat
+        local err
         line, err = receive(ctx, "*l")
         if not line then
           if err == "closed" then
@@ -462,16 +472,14 @@ local function read_chunked(ctx, parts)
     if total > ctx.max_response then
       return too_large(ctx)
     end
-    local ok, code, msg = read_exact(ctx, size, parts)
+    local ok
+    ok, code, msg = read_exact(ctx, size, parts)
     if not ok then
       return nil, code, msg
     end
-    line, err = receive(ctx, "*l")
+    line, code, msg = receive_chunk_line(ctx)
     if not line then
-      if err == "closed" then
-        return nil, "RECV_ERROR", "transfer closed inside a chunked response"
-      end
-      return nil, read_failure(ctx, err, "while reading the response body")
+      return nil, code, msg
     end
     if line ~= "" then
       return nil, "RECV_ERROR", "a chunk is not followed by CRLF in a chunked response"
