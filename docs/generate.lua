@@ -35,7 +35,7 @@ _M.META_PATH = "lua/onecli/meta.lua"
 ---------------------------------------------------------------------------
 -- data the endpoint table does not carry
 
--- v1 names of namespaces v2 renamed (client.lua's ALIASES)
+-- v1 names of namespaces v2 renamed (methods.lua's ALIASES)
 _M.ALIASES = { { "projects", "workspaces" } }
 
 -- Headings of the namespaces; a namespace missing here is titled by name.
@@ -127,7 +127,7 @@ local SHORTHAND_TYPES = {
   connections = "table[]",
 }
 
--- onecli.new options (client.lua CLIENT_OPTIONS; spec/docs_spec.lua checks
+-- onecli.new options (config.lua CLIENT_OPTIONS; spec/docs_spec.lua checks
 -- that onecli.new accepts each).
 _M.CLIENT_OPTIONS = {
   { "url", "string", "`ONECLI_URL`, else `https://api.onecli.sh/v1`",
@@ -157,7 +157,7 @@ _M.CLIENT_OPTIONS = {
   { "getenv", "fun(name: string): string?", "`os.getenv`", "where the defaults are read from" },
 }
 
--- Per-call options (client.lua CALL_OPTIONS; checked the same way).
+-- Per-call options (config.lua CALL_OPTIONS; checked the same way).
 _M.CALL_OPTIONS = {
   { "project_id", "string", "project (workspace) for this call, overriding the client's" },
   { "workspace_id", "string", "v2's name for `project_id`" },

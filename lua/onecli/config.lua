@@ -1,0 +1,175 @@
+--- Client configuration: the options onecli.new and each call accept,
+-- their checks, the defaults, the environment variables they fall back
+-- to, and the base URL's normal form. Pure functions: nothing here does
+-- I/O or keeps state.
+
+local core = require("onecli.core")
+
+local type, pairs, tostring = type, pairs, tostring
+local fmt = string.format
+
+local _M = { _VERSION = core._VERSION }
+
+_M.DEFAULT_URL = "https://api.onecli.sh/v1"
+
+_M.DEFAULTS = {
+  timeout = 30,
+  connect_timeout = 10,
+  max_retries = 2,
+  backoff_base = 0.5,
+  backoff_max = 8,
+  max_retry_after = 30,
+}
+
+-- option name -> expected type
+_M.CLIENT_OPTIONS = {
+  url = "string", api_key = "string", project_id = "string",
+  timeout = "number", connect_timeout = "number", max_retries = "number",
+  backoff_base = "number", backoff_max = "number", max_retry_after = "number",
+  ca_file = "string", insecure = "boolean", user_agent = "string",
+  raise = "boolean", transport = "transport", sleep = "function",
+  log = "function", getenv = "function", gateway_url = "string",
+  workspace_id = "string",
+}
+
+_M.CALL_OPTIONS = {
+  project_id = "string", timeout = "number", connect_timeout = "number",
+  max_retries = "number", headers = "table", raise = "boolean",
+  callback = "function", workspace_id = "string",
+}
+
+--- Checks an option table against a spec; returns an error message or nil.
+function _M.check_options(opts, spec, what)
+  for k, v in pairs(opts) do
+    local want = spec[k]
+    if want == nil then
+      return fmt("unknown %s '%s'", what, tostring(k))
+    end
+    if want == "transport" then
+      if (type(v) ~= "table" and type(v) ~= "userdata") or v.request == nil then
+        return fmt("%s 'transport' must be an object with a request method", what)
+      end
+    elseif type(v) ~= want then
+      return fmt("%s '%s' must be a %s, got %s", what, k, want, type(v))
+    end
+  end
+  if opts.timeout and opts.timeout <= 0 then
+    return what .. " 'timeout' must be a positive number of seconds"
+  end
+  if opts.connect_timeout and opts.connect_timeout <= 0 then
+    return what .. " 'connect_timeout' must be a positive number of seconds"
+  end
+  if opts.max_retries and (opts.max_retries < 0 or opts.max_retries > 10
+      or opts.max_retries % 1 ~= 0) then
+    return what .. " 'max_retries' must be an integer from 0 to 10"
+  end
+  if opts.project_id and not opts.project_id:match("^[%w%-_]+$") then
+    return what .. " 'project_id' must be an id (letters, digits, '-', '_')"
+  end
+  if opts.workspace_id and not opts.workspace_id:match("^[%w%-_]+$") then
+    return what .. " 'workspace_id' must be an id (letters, digits, '-', '_')"
+  end
+  if opts.workspace_id and opts.project_id and opts.workspace_id ~= opts.project_id then
+    return what .. "s 'project_id' and 'workspace_id' name the same thing (v1 and v2 names) "
+           .. "and differ"
+  end
+  if opts.headers then
+    for name, value in pairs(opts.headers) do
+      if type(name) ~= "string" or not name:match("^[%w%-]+$") then
+        return what .. " 'headers' has an invalid header name"
+      end
+      if type(value) ~= "string" or value:find("[\r\n]") then
+        return fmt("%s 'headers': header '%s' must be a one-line string", what, name)
+      end
+    end
+  end
+  return nil
+end
+
+--- Normalizes a base URL: an origin without a path gets /v1; a full base
+-- (http://host:10254/api) is used as given; trailing slashes go.
+function _M.normalize_url(url)
+  if type(url) ~= "string" or url == "" then
+    return nil, "url must be a non-empty string"
+  end
+  if url:find("%s") then
+    return nil, "url must not contain white space"
+  end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then
+    return nil, "url must start with http:// or https:// (got '" .. url .. "')"
+  end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    return nil, "url must use http or https, not " .. scheme
+  end
+  if rest:find("[?#]") then
+    return nil, "url must not have a query string or fragment"
+  end
+  local authority, path = rest:match("^([^/]+)(.*)$")
+  if not authority then
+    return nil, "url has no host (got '" .. url .. "')"
+  end
+  if authority:find("@") then
+    return nil, "url must not contain credentials; use api_key"
+  end
+  path = path:gsub("/+$", "")
+  if path == "" then
+    path = "/v1"
+  end
+  return scheme .. "://" .. authority .. path, path
+end
+
+--- Reads onecli.new's options (checked already) and the environment into
+-- the client's settings. Returns the settings, or nil and a message.
+function _M.settings(opts)
+  local getenv = opts.getenv or os.getenv
+  local function env(name)
+    local v = getenv(name)
+    if v == "" then
+      return nil
+    end
+    return v
+  end
+  local DEFAULTS = _M.DEFAULTS
+
+  local url, base_path = _M.normalize_url(opts.url or env("ONECLI_URL") or _M.DEFAULT_URL)
+  if not url then
+    return nil, base_path
+  end
+  local gateway_url = opts.gateway_url or env("ONECLI_GATEWAY_URL")
+  if gateway_url then
+    local gw, gmsg = _M.normalize_url(gateway_url)
+    if not gw then
+      return nil, "gateway_url: " .. gmsg
+    end
+    gateway_url = gw:gsub("/v1$", "")
+  end
+  local api_key = opts.api_key or env("ONECLI_API_KEY")
+  if api_key ~= nil and (api_key == "" or api_key:find("[%s%c]")) then
+    return nil, "api_key must be a non-empty string without white space"
+  end
+  local project_id = opts.project_id or opts.workspace_id or env("ONECLI_PROJECT_ID")
+                     or env("ONECLI_WORKSPACE_ID")
+  if project_id and not project_id:match("^[%w%-_]+$") then
+    return nil, "project_id must be an id (letters, digits, '-', '_')"
+  end
+  if opts.insecure ~= nil and opts.ca_file ~= nil and opts.insecure then
+    return nil, "ca_file and insecure = true contradict each other"
+  end
+  return {
+    url = url,
+    base_path = base_path,
+    gateway_url = gateway_url,
+    api_key = api_key,
+    project_id = project_id,
+    timeout = opts.timeout or DEFAULTS.timeout,
+    connect_timeout = opts.connect_timeout or DEFAULTS.connect_timeout,
+    max_retries = opts.max_retries or DEFAULTS.max_retries,
+    backoff_base = opts.backoff_base or DEFAULTS.backoff_base,
+    backoff_max = opts.backoff_max or DEFAULTS.backoff_max,
+    max_retry_after = opts.max_retry_after or DEFAULTS.max_retry_after,
+  }
+end
+
+return _M

@@ -1,0 +1,395 @@
+--- The methods generated from the endpoint table (onecli.endpoints):
+-- compiling each entry, reading a call's arguments (path parameters,
+-- body or query, options) with call-site errors, the namespaces
+-- (client.agents, client.org.secrets, ...), hand-written additions
+-- (extend), and client:request for any route.
+--
+-- install(Client) adds the methods to the client class once; attach(client)
+-- gives a new client its namespace objects.
+
+local core = require("onecli.core")
+local config = require("onecli.config")
+local retry = require("onecli.retry")
+local endpoint_table = require("onecli.endpoints")
+
+local error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, pcall, next,
+      assert =
+      error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, pcall, next,
+      assert
+local concat, sort = table.concat, table.sort
+local fmt, byte = string.format, string.byte
+local json_encode = core.json_encode
+local check_options, CALL_OPTIONS = config.check_options, config.CALL_OPTIONS
+
+local _M = { _VERSION = core._VERSION }
+
+local Client   -- set by install()
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do
+    c[k] = v
+  end
+  return c
+end
+
+local function escape(s)
+  return (s:gsub("[^%w%-%._~]", function(c)
+    return fmt("%%%02X", byte(c))
+  end))
+end
+
+local function is_nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+---------------------------------------------------------------------------
+-- compiling the endpoint table
+
+local VERBS = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+local SCOPES = { project = true, any = true, none = true }
+local ENTRY_FIELDS = {
+  body = true, shorthand = true, arrays = true, query = true, response = true,
+  idempotent = true, after = true, doc = true, base = true, fallback = true,
+  timeout = true, since = true,
+}
+local RESPONSES = { json = true, text = true, redirect = true }
+
+local function compile(e)
+  local name, method, template, scope = e[1], e[2], e[3], e[4]
+  assert(is_nonempty_string(name), "endpoint without a name")
+  assert(VERBS[method], name .. ": bad HTTP method")
+  assert(type(template) == "string" and template:sub(1, 1) == "/", name .. ": bad path")
+  assert(SCOPES[scope], name .. ": bad scope")
+  for k in pairs(e) do
+    assert(type(k) == "number" or ENTRY_FIELDS[k], name .. ": unknown field " .. tostring(k))
+  end
+  assert(e.body == nil or e.body == "required" or e.body == "optional", name .. ": bad body")
+  assert(e.response == nil or RESPONSES[e.response], name .. ": bad response")
+  assert(e.base == nil or e.base == "gateway", name .. ": bad base")
+  assert(e.fallback == nil or e.fallback:sub(1, 1) == "/", name .. ": bad fallback")
+  local params = {}
+  for p in template:gmatch("{([%w_]+)}") do
+    params[#params + 1] = p
+  end
+  local query
+  if e.query then
+    query = {}
+    for _, q in ipairs(e.query) do
+      query[q] = true
+    end
+  end
+  local shorthand_is_array = false
+  for _, a in ipairs(e.arrays or {}) do
+    if a == e.shorthand then
+      shorthand_is_array = true
+    end
+  end
+  local idempotent = e.idempotent
+  if idempotent == nil then
+    idempotent = retry.is_idempotent(method)
+  end
+  return {
+    name = name, method = method, path = template, scope = scope,
+    params = params, body = e.body, shorthand = e.shorthand, arrays = e.arrays,
+    query = query, query_names = e.query, response = e.response or "json",
+    idempotent = idempotent, after = e.after, doc = e.doc, base = e.base,
+    fallback = e.fallback, timeout = e.timeout, since = e.since,
+    shorthand_is_array = shorthand_is_array,
+  }
+end
+
+-- Builds the JSON body of a call. Returns the encoded string, or nil and
+-- a message for the caller's error.
+local function encode_body(ep, body)
+  if body == nil then
+    if ep.body == "required" then
+      return nil, "a body table is required"
+    end
+    return nil
+  end
+  if type(body) ~= "table" then
+    if ep.shorthand == nil then
+      return nil, "the body must be a table, got " .. type(body)
+    end
+    body = { [ep.shorthand] = body }
+  elseif ep.shorthand_is_array and body[ep.shorthand] == nil
+      and (next(body) == nil or body[1] ~= nil) then
+    body = { [ep.shorthand] = body }     -- set_secrets(id, { "a", "b" })
+  end
+  if ep.arrays then
+    local out
+    for _, field in ipairs(ep.arrays) do
+      local v = body[field]
+      if type(v) == "table" and not core.is_array(v) then
+        out = out or copy(body)
+        out[field] = core.array(copy(v))
+      end
+    end
+    body = out or body
+  end
+  local ok, encoded = pcall(json_encode, body)
+  if not ok then
+    return nil, "the body " .. tostring(encoded):gsub("^cannot encode JSON", "cannot be encoded as JSON")
+  end
+  return encoded
+end
+
+local function encode_query(ep, query)
+  if query == nil then
+    return nil
+  end
+  if type(query) ~= "table" then
+    return nil, "the query must be a table, got " .. type(query)
+  end
+  local parts = {}
+  for k, v in pairs(query) do
+    if not ep.query[k] then
+      return nil, fmt("unknown query parameter '%s' (accepted: %s)", tostring(k),
+                      concat(ep.query_names, ", "))
+    end
+    local tv = type(v)
+    if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+      return nil, fmt("query parameter '%s' must be a string, number or boolean", k)
+    end
+    parts[#parts + 1] = escape(k) .. "=" .. escape(tostring(v))
+  end
+  if #parts == 0 then
+    return nil
+  end
+  sort(parts)
+  return concat(parts, "&")
+end
+local RAW_OPTIONS = {
+  body = true, query = true, project_id = true, timeout = true,
+  connect_timeout = true, max_retries = true, headers = true, raise = true,
+  response = true, callback = true,
+}
+
+--- Calls any endpoint by method and path (relative to the base URL):
+--   client:request("GET", "/counts")
+--   client:request("POST", "/agents", { body = {...}, query = {...} })
+local function request(self, method, path, opts)
+  if type(method) ~= "string" or not VERBS[method] then
+    error("onecli: request: method must be one of GET, POST, PUT, PATCH, DELETE", 2)
+  end
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error("onecli: request: path must be a string starting with '/'", 2)
+  end
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error("onecli: request: options must be a table", 2)
+  end
+  local call_opts = {}
+  for k, v in pairs(opts) do
+    if not RAW_OPTIONS[k] then
+      error("onecli: request: unknown option '" .. tostring(k) .. "'", 2)
+    end
+    if CALL_OPTIONS[k] then
+      call_opts[k] = v
+    end
+  end
+  local msg = check_options(call_opts, CALL_OPTIONS, "option")
+  if msg then
+    error("onecli: request: " .. msg, 2)
+  end
+  if opts.response ~= nil and not RESPONSES[opts.response] then
+    error("onecli: request: response must be \"json\", \"text\" or \"redirect\"", 2)
+  end
+  local ep = {
+    scope = "project", response = opts.response or "json",
+    idempotent = retry.is_idempotent(method),
+    body = "optional", query = setmetatable({}, { __index = function() return true end }),
+    query_names = {},
+  }
+  local body, query
+  if opts.body ~= nil then
+    if type(opts.body) == "string" then
+      body = opts.body
+    else
+      body, msg = encode_body(ep, opts.body)
+      if msg then
+        error("onecli: request: " .. msg, 2)
+      end
+    end
+  end
+  query, msg = encode_query(ep, opts.query)
+  if msg then
+    error("onecli: request: " .. msg, 2)
+  end
+  return self:_dispatch(method, path, body, query, call_opts, ep)
+end
+---------------------------------------------------------------------------
+-- generated methods
+
+-- Parses the arguments of a generated method: returns the expanded path,
+-- body, query and options; raises (level 3: the caller's caller) on misuse.
+local function parse_args(ep, nargs, args)
+  local label = "onecli: " .. ep.name
+  local path = ep.path
+  local fallback = ep.fallback
+  for i = 1, #ep.params do
+    local v = args[i]
+    if type(v) == "number" and v % 1 == 0 then
+      v = fmt("%d", v)
+    end
+    if not is_nonempty_string(v) then
+      error(fmt("%s: argument #%d (%s) must be a non-empty string, got %s",
+                label, i, ep.params[i], v == "" and "an empty string" or type(v)), 3)
+    end
+    local escaped = escape(v):gsub("%%", "%%%%")
+    path = path:gsub("{" .. ep.params[i] .. "}", escaped, 1)
+    if fallback then
+      fallback = fallback:gsub("{" .. ep.params[i] .. "}", escaped, 1)
+    end
+  end
+  local i = #ep.params + 1
+  local body, query, msg
+  if ep.body then
+    body, msg = encode_body(ep, args[i])
+    if msg then
+      error(fmt("%s: argument #%d (body): %s", label, i, msg), 3)
+    end
+    i = i + 1
+  elseif ep.query then
+    query, msg = encode_query(ep, args[i])
+    if msg then
+      error(fmt("%s: argument #%d (query): %s", label, i, msg), 3)
+    end
+    i = i + 1
+  end
+  local opts = args[i]
+  if opts == nil then
+    opts = {}
+  elseif type(opts) ~= "table" then
+    error(fmt("%s: argument #%d (options) must be a table, got %s", label, i, type(opts)), 3)
+  else
+    msg = check_options(opts, CALL_OPTIONS, "option")
+    if msg then
+      error(fmt("%s: %s", label, msg), 3)
+    end
+  end
+  if nargs > i then
+    error(fmt("%s: too many arguments (%d given, at most %d)", label, nargs, i), 3)
+  end
+  return path, body, query, opts, fallback
+end
+_M.parse_args = parse_args
+
+local function make_method(ep, namespaced)
+  local label = "onecli: " .. ep.name
+  return function(self, ...)
+    local client = self
+    if namespaced then
+      client = type(self) == "table" and self._client
+      if not client then
+        local dotted = ep.name:gsub("%.([%w_]+)$", ":%1")
+        error(fmt("%s: call it with a colon: client.%s(...)", label, dotted), 2)
+      end
+    elseif getmetatable(self) ~= Client then
+      error(fmt("%s: call it with a colon: client:%s(...)", label, ep.name), 2)
+    end
+    local path, body, query, opts, fallback = parse_args(ep, select("#", ...), { ... })
+    return client:_dispatch(ep.method, path, body, query, opts, ep, fallback)
+  end
+end
+
+local compiled = {}
+local by_name = {}
+-- namespace path ("org.secrets") -> methods table
+local namespace_methods = {}
+-- namespace path -> list of child namespace names
+local namespace_children = {}
+
+-- v1 names of namespaces v2 renamed
+local ALIASES = { projects = "workspaces" }
+
+local namespace_mts = {}
+
+--- Adds every generated method, and client:request, to the client class.
+-- Called once, by onecli.client.
+function _M.install(client_class)
+  assert(Client == nil, "methods are installed once")
+  Client = client_class
+  Client.request = request
+  for _, e in ipairs(endpoint_table) do
+    local ep = compile(e)
+    compiled[#compiled + 1] = ep
+    assert(by_name[ep.name] == nil, "duplicate endpoint " .. ep.name)
+    by_name[ep.name] = ep
+    local ns, method = ep.name:match("^(.+)%.([%a_]+)$")
+    if ns then
+      if not namespace_methods[ns] then
+        namespace_methods[ns] = {}
+        -- register every level: "org.secrets" needs "org" too
+        local parent, child = ns:match("^(.+)%.([%a_]+)$")
+        while child do
+          namespace_children[parent] = namespace_children[parent] or {}
+          namespace_children[parent][child] = true
+          namespace_methods[parent] = namespace_methods[parent] or {}
+          parent, child = parent:match("^(.+)%.([%a_]+)$")
+        end
+      end
+      namespace_methods[ns][method] = make_method(ep, true)
+    else
+      assert(Client[ep.name] == nil, "endpoint name clashes with a client method: " .. ep.name)
+      Client[ep.name] = make_method(ep, false)
+    end
+  end
+
+  for ns, methods in pairs(namespace_methods) do
+    methods.__index = methods
+    methods.__name = "onecli." .. ns
+    methods.__tostring = function() return "onecli namespace " .. ns end
+    namespace_mts[ns] = methods
+  end
+end
+
+--- The compiled endpoint table (for docs and tests), and by name.
+_M.endpoints = compiled
+_M.endpoint = by_name
+
+--- Lets other modules add hand-written methods to a namespace
+-- (agents:ensure, approvals:run, ...).
+function _M.extend(ns, name, fn)
+  local methods = namespace_mts[ns]
+  if not methods then
+    methods = { __name = "onecli." .. ns }
+    methods.__index = methods
+    namespace_mts[ns] = methods
+  end
+  assert(methods[name] == nil, "method exists: " .. ns .. "." .. name)
+  methods[name] = fn
+end
+
+function _M.extend_client(name, fn)
+  assert(Client[name] == nil, "method exists: " .. name)
+  Client[name] = fn
+end
+
+local function build_namespace(self, ns)
+  local obj = setmetatable({ _client = self }, namespace_mts[ns])
+  for child in pairs(namespace_children[ns] or {}) do
+    obj[child] = build_namespace(self, ns .. "." .. child)
+  end
+  return obj
+end
+
+--- Gives a new client its namespace objects (client.agents, ...).
+function _M.attach(self)
+  for ns in pairs(namespace_methods) do
+    if not ns:find(".", 1, true) then
+      self[ns] = build_namespace(self, ns)
+    end
+  end
+  for ns, mt in pairs(namespace_mts) do   -- namespaces with only hand-written methods
+    if not ns:find(".", 1, true) and self[ns] == nil then
+      self[ns] = setmetatable({ _client = self }, mt)
+    end
+  end
+  for alias, target in pairs(ALIASES) do
+    self[alias] = self[target]
+  end
+end
+
+return _M

@@ -1,0 +1,238 @@
+--- The request pipeline of one call: the transport request (headers,
+-- URL, timeouts), the attempt and its retries (onecli.retry), what a
+-- transport answer means (a result or an error object), the v1 fallback
+-- routes, raising or returning the error, and what follows a success
+-- (adopting a regenerated key). Shared by single calls, callbacks and
+-- client:batch.
+--
+-- The functions taking `self` are methods of the client class (installed
+-- by onecli.client).
+
+local core = require("onecli.core")
+local retry = require("onecli.retry")
+local config = require("onecli.config")
+local keys = require("onecli.keys")
+
+local error, type, pairs, tostring = error, type, pairs, tostring
+local fmt = string.format
+local floor = math.floor
+local json_decode = core.json_decode
+local normalize = core.normalize
+local now = core.now
+
+local _M = { _VERSION = core._VERSION }
+
+local Client = {}   -- the methods below; onecli.client copies them into its class
+_M.methods = Client
+
+local function is_nonempty_string(v)
+  return type(v) == "string" and v ~= ""
+end
+
+--- Turns one transport answer into a result or an error object.
+-- expect: "json" | "text" | "redirect". Public for other drivers (batch).
+local function interpret(req, expect, status, headers, body)
+  if status == nil then
+    local err = headers
+    if not core.is_error(err) then
+      err = core.transport_error(req.method, req.path, "TRANSPORT",
+                                 tostring(err), { secret = req.secret })
+    end
+    return nil, err
+  end
+  if expect == "redirect" and status >= 300 and status < 400 and headers.location then
+    return headers.location
+  end
+  if status >= 200 and status < 300 then
+    if status == 204 or status == 205 then
+      return true
+    end
+    if expect == "text" then
+      return body
+    end
+    if body ~= "" then
+      local value = json_decode(body)
+      if value ~= nil then
+        return value
+      end
+    end
+  end
+  return nil, normalize(req.method, req.path, status, headers, body, { secret = req.secret })
+end
+_M.interpret = interpret
+
+-- The origin of the gateway (approvals): the gateway_url option,
+-- ONECLI_GATEWAY_URL, or GET /gateway-url once (then cached).
+function Client:gateway_origin(opts)
+  if self._gateway_url then
+    return self._gateway_url
+  end
+  local project = opts and (opts.project_id or opts.workspace_id)
+  local answer, err = self:_send("GET", "/gateway-url", nil, nil,
+                                 { raise = false, project_id = project },
+                                 { scope = "project", response = "json", idempotent = true })
+  if not answer then
+    return nil, err
+  end
+  local url, msg = config.normalize_url(type(answer) == "table" and answer.url or "")
+  if not url then
+    return nil, core.new_error({ type = "decode_error", status = 200, retryable = false,
+      message = "GET /gateway-url gave no usable URL: " .. msg, method = "GET",
+      path = self._base_path .. "/gateway-url", attempts = 1 })
+  end
+  self._gateway_url = url:gsub("/v1$", "")
+  return self._gateway_url
+end
+
+--- Builds the transport request of one call (no I/O except resolving the
+-- gateway origin once). Returns req, or nil and an error object.
+function Client:_request_table(method, path, body, query, opts, ep)
+  local key = keys.get(self)
+  local scope = ep and ep.scope or "project"
+  local project = opts.project_id or opts.workspace_id or self.project_id
+  local headers = { Accept = "application/json" }
+  if key and scope ~= "none" then
+    headers.Authorization = "Bearer " .. key
+  end
+  if project and scope ~= "none" then
+    headers["X-Project-Id"] = project
+    headers["X-Workspace-Id"] = project
+  end
+  if body then
+    headers["Content-Type"] = "application/json"
+  end
+  if opts.headers then
+    for k, v in pairs(opts.headers) do
+      headers[k] = v
+    end
+  end
+  local base, base_path = self.url, self._base_path
+  if ep and ep.base == "gateway" then
+    local err
+    base, err = self:gateway_origin(opts)
+    if not base then
+      return nil, err
+    end
+    base_path = ""
+  end
+  return {
+    method = method,
+    url = base .. path .. (query and ("?" .. query) or ""),
+    path = base_path .. path,
+    headers = headers,
+    body = body,
+    timeout = opts.timeout or (ep and ep.timeout and math.max(ep.timeout, self.timeout))
+              or self.timeout,
+    connect_timeout = opts.connect_timeout or self.connect_timeout,
+    secret = key,
+    -- a request that must not be repeated gets its own connection: libcurl
+    -- silently re-sends a request once when a reused connection closes
+    -- without an answer, which for a POST could create a duplicate
+    fresh_connect = not (ep and ep.idempotent),
+  }
+end
+
+--- What to do after a success (adopting a regenerated key).
+function Client:_after(ep, result, key)
+  if ep and ep.after == "switch_key" and type(result) == "table"
+      and is_nonempty_string(result.apiKey) and key and keys.get(self) == key
+      and key:sub(1, 7) ~= "oc_org_" then
+    -- the old key stopped working the moment the server answered
+    keys.set(self, result.apiKey)
+    self:_log("onecli: the client now uses the regenerated API key")
+  end
+end
+
+--- The retry policy of a call (shared with batch).
+function Client:_policy(method, ep, opts)
+  local max_retries = opts.max_retries or self.max_retries
+  return {
+    method = method,
+    idempotent = ep and ep.idempotent,
+    max_retries = max_retries,
+    sleep = self._sleep,
+    base = self.backoff_base,
+    max = self.backoff_max,
+    max_retry_after = self.max_retry_after,
+    on_retry = self._logger and function(e, n, delay)
+      self:_log(fmt("onecli: retrying %s %s in %.2f s after %s%s (attempt %d of %d)",
+                    e.method or method, e.path or "?", delay, e.status and (e.status .. " ") or "",
+                    e.type, n, max_retries + 1))
+    end,
+  }
+end
+
+-- Is err the server saying it does not know this route?
+local function unknown_route(err)
+  return err.status == 404 and err.type == "invalid_request_error"
+end
+_M.unknown_route = unknown_route
+
+--- The path to use for a call with a v1 fallback: once this server showed
+-- it only knows the older route, go there directly. Returns path, fallback.
+function Client:_route(ep, path, fallback_path)
+  if fallback_path and self._fallbacks[ep.name] then
+    return fallback_path, nil
+  end
+  return path, fallback_path
+end
+
+-- Sends one call with retries; returns result or nil, err (never raises
+-- for API failures).
+function Client:_perform(method, path, body, query, opts, ep, fallback_path)
+  path, fallback_path = self:_route(ep, path, fallback_path)
+  local req, err = self:_request_table(method, path, body, query, opts, ep)
+  if not req then
+    return nil, err
+  end
+  local expect = ep and ep.response or "json"
+  local transport = self._transport
+  local key = req.secret
+
+  local function attempt(n)
+    local started = now()
+    local result, e = interpret(req, expect, transport:request(req))
+    if self._logger then
+      self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
+                    e and ((e.status and (e.status .. " ") or "") .. e.type) or "ok",
+                    floor((now() - started) * 1000 + 0.5), n))
+    end
+    return result, e
+  end
+
+  local result
+  result, err = retry.run(attempt, self:_policy(method, ep, opts))
+  if err and fallback_path and unknown_route(err) then
+    -- an older server: the route has its v1 name there
+    self._fallbacks[ep.name] = true
+    return self:_perform(method, fallback_path, body, query, opts, ep, nil)
+  end
+  if err then
+    return nil, err
+  end
+  self:_after(ep, result, key)
+  return result
+end
+
+-- Raises or returns err as the call's options say.
+function Client:_fail(err, opts)
+  local raise = opts.raise
+  if raise == nil then
+    raise = self.raise
+  end
+  if raise then
+    error(err, 0)
+  end
+  return nil, err
+end
+
+--- Sends one API request with retries and raises (or returns) errors.
+function Client:_send(method, path, body, query, opts, ep, fallback_path)
+  local result, err = self:_perform(method, path, body, query, opts, ep, fallback_path)
+  if err then
+    return self:_fail(err, opts)
+  end
+  return result
+end
+
+return _M
