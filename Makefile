@@ -8,6 +8,8 @@
 #   make asan       the whole suite against an ASan+UBSan build
 #   make valgrind   the whole suite under valgrind (no definite leaks)
 #   make lint       luacheck
+#   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang)
+#   make isolation  every test alone (busted --filter), one by one
 #   make install    install into PREFIX (LuaRocks variable names)
 #
 # Variables follow LuaRocks' names, so `luarocks make` and distro
@@ -40,7 +42,7 @@ LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
 
-SOURCES     = csrc/core.c csrc/json.c csrc/errors.c csrc/backoff.c csrc/http.c \
+SOURCES     = csrc/core.c csrc/json.c csrc/jsonenc.c csrc/errors.c csrc/backoff.c csrc/url.c csrc/http.c \
               csrc/transport.c csrc/multi.c
 HEADERS     = csrc/onecli.h csrc/compat.h
 LUA_MODULES = $(shell find lua -name '*.lua' | sort)
@@ -54,7 +56,7 @@ DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl \
 DEB_CHECK   = $(DEB_TEST) valgrind
 
 .PHONY: all build demo test test-only deps deps-build deps-check asan \
-        valgrind lint install rock-check bench clean
+        valgrind lint install rock-check bench clean isolation
 
 all: build
 
@@ -97,6 +99,12 @@ lint:
 rock-check:
 	@sh .ci/rock-check
 
+# Runs every test of the suite alone (busted --filter on its full name),
+# under lua5.4: a test that passes only after another one fails here.
+isolation: deps
+	@$(MAKE) --no-print-directory build RUNTIMES=lua5.4
+	@sh .ci/isolation
+
 # 50 calls against a stand-in that delays each answer by 100 ms:
 # sequential calls against client:batch. Prints; asserts nothing.
 bench: deps
@@ -138,3 +146,6 @@ install: build/lua$(LUA_VERSION)/onecli/core.so
 
 clean:
 	rm -rf build
+
+# libFuzzer targets (make fuzz, make fuzz-ci): spec/fuzz/fuzz.mk
+-include spec/fuzz/fuzz.mk

@@ -71,8 +71,10 @@ double onecli_retry_after_seconds(const char *value, double now)
             end++;
         if (*end != '\0')
             return -1;
-        seconds = strtod(p, NULL);
-        return seconds >= 0 && seconds == seconds ? seconds : -1;
+        seconds = strtod(p, NULL);      /* 400 nines: inf, capped below */
+        if (!(seconds >= 0))
+            return -1;
+        return seconds < ONECLI_RETRY_AFTER_MAX ? seconds : ONECLI_RETRY_AFTER_MAX;
     }
     if (!isalpha((unsigned char)*p))
         return -1;   /* "-5", "+3", garbage */
@@ -80,7 +82,9 @@ double onecli_retry_after_seconds(const char *value, double now)
     if (when == (time_t)-1)
         return -1;
     seconds = (double)when - now;
-    return seconds > 0 ? seconds : 0;
+    if (!(seconds > 0))
+        return 0;
+    return seconds < ONECLI_RETRY_AFTER_MAX ? seconds : ONECLI_RETRY_AFTER_MAX;
 }
 
 /* core.parse_retry_after(value [, now]) -> seconds | nil */

@@ -27,6 +27,13 @@ static const char error_mt_key = 0;
 
 #define REDACTED "[REDACTED]"
 #define PLAIN_TEXT_MAX 200
+/* Error fields are bounded: a server (or a 1 MB id) must not make an
+ * error object, or the line it prints, as large as what it sent. */
+#define MESSAGE_MAX 2048
+#define PATH_MAX_LEN 1024
+#define TOKEN_MAX 64          /* type, code from a body */
+#define REQUEST_ID_MAX 128
+#define TRUNCATED "..."
 
 /* ---------------------------------------------------------------- */
 /* reason phrases                                                   */
@@ -62,49 +69,169 @@ static const char *reason_phrase(long status)
 /* ---------------------------------------------------------------- */
 /* redaction                                                        */
 
-/* Length of a key-shaped token (oc_, oc_org_, aoc_ + 16 or more
- * alphanumerics) starting at s[i], or 0. No word boundary is required
- * before it: raw bodies carry keys right after escapes ("\\n", "%3D"),
- * and masking a lookalike inside a word costs nothing. */
+/*
+ * Redaction reads "logical" characters: a byte, a JSON escape \uXXXX of an
+ * ASCII character, or a percent-encoded byte %XX. A key a server echoes
+ * JSON-escaped (\u006f\u0063_...) or percent-encoded (%6F%63_...), or with
+ * some characters one way and some another, is still the key: decoding
+ * the body or the URL would reveal it.
+ */
+static int hex_value(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The logical character at s[i] (i < len) into *c; returns its length in
+ * bytes. */
+static size_t logical_char(const char *s, size_t len, size_t i, int *c)
+{
+    if (s[i] == '\\' && len - i >= 6 && s[i + 1] == 'u') {
+        int a = hex_value((unsigned char)s[i + 2]), b = hex_value((unsigned char)s[i + 3]),
+            d = hex_value((unsigned char)s[i + 4]), e = hex_value((unsigned char)s[i + 5]);
+        if (a == 0 && b >= 0 && b < 8 && d >= 0 && e >= 0) {
+            *c = (b << 8) | (d << 4) | e;
+            if (*c < 0x80) {
+                *c &= 0x7f;
+                return 6;
+            }
+        }
+    } else if (s[i] == '%' && len - i >= 3) {
+        int a = hex_value((unsigned char)s[i + 1]), b = hex_value((unsigned char)s[i + 2]);
+        if (a >= 0 && b >= 0) {
+            *c = (a << 4) | b;
+            return 3;
+        }
+    }
+    *c = (unsigned char)s[i];
+    return 1;
+}
+
+/* If the logical characters from s[i] spell word[0..wlen), returns the
+ * bytes they take; else 0. */
+static size_t match_logical(const char *s, size_t len, size_t i, const char *word,
+                            size_t wlen)
+{
+    size_t k, start = i;
+    for (k = 0; k < wlen; k++) {
+        int c;
+        if (i >= len)
+            return 0;
+        i += logical_char(s, len, i, &c);
+        if (c != (unsigned char)word[k])
+            return 0;
+    }
+    return i - start;
+}
+
+static const char *const key_prefixes[] = { "oc_org_", "aoc_", "oc_" };
+
+/* Length of a key-shaped token starting at s[i], or 0: a OneCLI key
+ * prefix (oc_, oc_org_, aoc_) followed by a run of letters, digits and
+ * '_' with at least 16 letters or digits. The run takes the underscores
+ * in so that a key glued to another (oc_AAAA...oc_<key>) goes with it. No
+ * word boundary is needed before it: raw bodies carry keys right after
+ * escapes ("\\n", "%3D"), and masking a lookalike costs nothing. */
 static size_t key_token_length(const char *s, size_t len, size_t i)
 {
-    static const char *const prefixes[] = { "oc_org_", "aoc_", "oc_" };
     size_t p;
-    for (p = 0; p < sizeof prefixes / sizeof prefixes[0]; p++) {
-        size_t plen = strlen(prefixes[p]), j = i + plen;
-        if (len - i < plen || memcmp(s + i, prefixes[p], plen) != 0)
+    for (p = 0; p < sizeof key_prefixes / sizeof key_prefixes[0]; p++) {
+        const char *prefix = key_prefixes[p];
+        size_t plen = match_logical(s, len, i, prefix, strlen(prefix)), j, alnum = 0;
+        if (plen == 0)
             continue;
-        while (j < len && isalnum((unsigned char)s[j]))
-            j++;
-        if (j - (i + plen) >= 16)
+        j = i + plen;
+        while (j < len) {
+            int c;
+            size_t n = logical_char(s, len, j, &c);
+            if (c == '_') {
+                j += n;
+            } else if (c < 0x80 && isalnum(c)) {
+                alnum++;
+                j += n;
+            } else {
+                break;
+            }
+        }
+        if (alnum >= 16)
             return j - i;
     }
     return 0;
 }
 
-/* Pushes s with the secret and anything shaped like a OneCLI key masked. */
-static void push_redacted(lua_State *L, const char *s, size_t len,
-                          const char *secret, size_t secret_len)
+/* Where the secret's body starts: after a OneCLI key prefix, when what
+ * remains is long enough to be distinctive on its own (16+), else 0. */
+static size_t secret_body_offset(const char *secret, size_t secret_len)
 {
+    size_t p;
+    for (p = 0; p < sizeof key_prefixes / sizeof key_prefixes[0]; p++) {
+        size_t plen = strlen(key_prefixes[p]);
+        if (secret_len >= plen + 16 && memcmp(secret, key_prefixes[p], plen) == 0)
+            return plen;
+    }
+    return 0;
+}
+
+/* Pushes s with every occurrence of the secret masked: whole, or its body
+ * without the key prefix, in any mix of raw, \uXXXX and %XX characters. */
+static void push_without_secret(lua_State *L, const char *s, size_t len,
+                                const char *secret, size_t secret_len)
+{
+    size_t body = secret_body_offset(secret, secret_len), i = 0, copied = 0;
     luaL_Buffer b;
-    size_t i = 0;
     luaL_buffinit(L, &b);
     while (i < len) {
-        size_t token;
-        if (secret_len > 0 && len - i >= secret_len
-                && memcmp(s + i, secret, secret_len) == 0) {
+        size_t n = match_logical(s, len, i, secret, secret_len);
+        if (n == 0 && body > 0)
+            n = match_logical(s, len, i, secret + body, secret_len - body);
+        if (n > 0) {
+            luaL_addlstring(&b, s + copied, i - copied);
             luaL_addstring(&b, REDACTED);
-            i += secret_len;
-        } else if ((s[i] == 'o' || s[i] == 'a')
-                   && (token = key_token_length(s, len, i)) > 0) {
-            luaL_addstring(&b, REDACTED);
-            i += token;
+            i += n;
+            copied = i;
         } else {
-            luaL_addchar(&b, s[i]);
             i++;
         }
     }
+    luaL_addlstring(&b, s + copied, len - copied);
     luaL_pushresult(&b);
+}
+
+/* Pushes s with the secret and anything shaped like a OneCLI key masked.
+ * Two passes: the exact secret first, wherever it is (even inside a
+ * longer token), then key shapes. */
+void onecli_push_redacted(lua_State *L, const char *s, size_t len,
+                          const char *secret, size_t secret_len)
+{
+    luaL_Buffer b;
+    size_t i = 0, copied = 0;
+    if (secret_len > 0) {
+        push_without_secret(L, s, len, secret, secret_len);
+        s = lua_tolstring(L, -1, &len);      /* stays on the stack, below b */
+    }
+    luaL_buffinit(L, &b);
+    while (i < len) {
+        size_t token = 0;
+        if (s[i] == 'o' || s[i] == 'a' || s[i] == '\\' || s[i] == '%')
+            token = key_token_length(s, len, i);
+        if (token > 0) {
+            luaL_addlstring(&b, s + copied, i - copied);
+            luaL_addstring(&b, REDACTED);
+            i += token;
+            copied = i;
+        } else {
+            i++;
+        }
+    }
+    luaL_addlstring(&b, s + copied, len - copied);
+    luaL_pushresult(&b);
+    if (secret_len > 0)
+        lua_remove(L, -2);
 }
 
 /* core.redact(s [, secret]) -> string */
@@ -113,19 +240,43 @@ static int l_redact(lua_State *L)
     size_t len, secret_len = 0;
     const char *s = luaL_checklstring(L, 1, &len);
     const char *secret = luaL_optlstring(L, 2, NULL, &secret_len);
-    push_redacted(L, s, len, secret, secret ? secret_len : 0);
+    onecli_push_redacted(L, s, len, secret, secret ? secret_len : 0);
     return 1;
 }
 
 /* ---------------------------------------------------------------- */
 /* building error objects                                           */
 
-/* err[field] = redact(s) */
+/* The length of the longest prefix of s (len bytes) that is at most max
+ * bytes and does not end inside a UTF-8 sequence. */
+static size_t utf8_cut(const char *s, size_t len, size_t max)
+{
+    size_t n;
+    if (len <= max)
+        return len;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+/* err[field] = redact(s), cut to max bytes (with "..." when cut). The
+ * whole string is redacted first: a key cut in half would not match. */
 static void set_redacted(lua_State *L, int err, const char *field,
                          const char *s, size_t len,
-                         const char *secret, size_t secret_len)
+                         const char *secret, size_t secret_len, size_t max)
 {
-    push_redacted(L, s, len, secret, secret_len);
+    size_t rlen, cut;
+    const char *r;
+    onecli_push_redacted(L, s, len, secret, secret_len);
+    r = lua_tolstring(L, -1, &rlen);
+    if (rlen > max) {
+        cut = utf8_cut(r, rlen, max - (sizeof TRUNCATED - 1));
+        lua_pushlstring(L, r, cut);
+        lua_pushliteral(L, TRUNCATED);
+        lua_concat(L, 2);
+        lua_remove(L, -2);
+    }
     lua_setfield(L, err, field);
 }
 
@@ -163,7 +314,8 @@ void onecli_error_push_transport(lua_State *L, const char *method,
     push_new_error(L);
     err = lua_gettop(L);
     set_string(L, err, "type", type);
-    set_redacted(L, err, "message", message, strlen(message), secret, secret_len);
+    set_redacted(L, err, "message", message, strlen(message), secret, secret_len,
+                 MESSAGE_MAX);
     set_string(L, err, "code", code);
     lua_pushboolean(L, strcmp(type, "tls_error") != 0);
     lua_setfield(L, err, "retryable");
@@ -171,7 +323,7 @@ void onecli_error_push_transport(lua_State *L, const char *method,
     lua_setfield(L, err, "request_sent");
     set_string(L, err, "method", method);
     if (path)
-        set_redacted(L, err, "path", path, strlen(path), secret, secret_len);
+        set_redacted(L, err, "path", path, strlen(path), secret, secret_len, PATH_MAX_LEN);
     lua_pushinteger(L, 1);
     lua_setfield(L, err, "attempts");
 }
@@ -203,6 +355,21 @@ static int is_machine_token(const char *s)
             return 0;
     }
     return underscore;
+}
+
+/* An error type: lower_snake_case, at most TOKEN_MAX bytes ("not_found_error",
+ * "enterprise_license_required"). */
+static int is_type_token(const char *s)
+{
+    size_t n = 0;
+    if (!islower((unsigned char)*s))
+        return 0;
+    for (; *s; s++, n++) {
+        if (n >= TOKEN_MAX || !(islower((unsigned char)*s) || isdigit((unsigned char)*s)
+                                || *s == '_'))
+            return 0;
+    }
+    return 1;
 }
 
 static const char *type_for_status(long status, int json_body)
@@ -239,6 +406,14 @@ static const char *trim(const char *s, size_t len, size_t *n)
         len--;
     *n = len;
     return s;
+}
+
+static int is_blank(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s))
+            return 0;
+    return 1;
 }
 
 static int contains_ci(const char *haystack, const char *needle)
@@ -380,11 +555,23 @@ static int l_normalize(lua_State *L)
         err = lua_gettop(L);
         message = lua_tostring(L, err - 1);
     }
-    if (message == NULL || *message == '\0')
+    if (message == NULL || is_blank(message))
         message = reason;
-    if (type == NULL)
+    if (status == 400 || status == 401) {
+        /* an organization key without a workspace (reference 3.3) */
+        if (contains_ci(message, "header is required")
+                && (contains_ci(message, "x-project-id") || contains_ci(message, "x-workspace-id")))
+            hint = "this call needs a workspace: an organization key (oc_org_...) is sent "
+                   "with the project_id (or workspace_id) option, or ONECLI_PROJECT_ID / "
+                   "ONECLI_WORKSPACE_ID";
+    }
+    /* the body's own type only when it is a machine token: a type with a
+     * line break or spaces would forge log lines through tostring(err) */
+    if (type == NULL || !is_type_token(type))
         type = type_for_status(status, json_body);
-    if (html && status >= 500)
+    if (hint != NULL)
+        ;   /* set above */
+    else if (html && status >= 500)
         hint = "an HTML page came back instead of JSON: a proxy or load balancer "
                "answered, the OneCLI API behind it may be down or restarting";
     else if (html)
@@ -394,19 +581,21 @@ static int l_normalize(lua_State *L)
 
     lua_pushinteger(L, status);
     lua_setfield(L, err, "status");
-    set_redacted(L, err, "type", type, strlen(type), secret, secret_len);
-    set_redacted(L, err, "message", message, strlen(message), secret, secret_len);
+    lua_pushstring(L, type);               /* a machine token: checked above */
+    lua_setfield(L, err, "type");
+    set_redacted(L, err, "message", message, strlen(message), secret, secret_len,
+                 MESSAGE_MAX);
     lua_pushboolean(L, status_retryable(status));
     lua_setfield(L, err, "retryable");
     if (code)
-        set_redacted(L, err, "code", code, strlen(code), secret, secret_len);
+        set_redacted(L, err, "code", code, strlen(code), secret, secret_len, 2 * TOKEN_MAX);
     if (request_id)
         set_redacted(L, err, "request_id", request_id, strlen(request_id),
-                     secret, secret_len);
+                     secret, secret_len, REQUEST_ID_MAX);
     if (method)
-        set_redacted(L, err, "method", method, strlen(method), secret, secret_len);
+        set_redacted(L, err, "method", method, strlen(method), secret, secret_len, TOKEN_MAX);
     if (path)
-        set_redacted(L, err, "path", path, strlen(path), secret, secret_len);
+        set_redacted(L, err, "path", path, strlen(path), secret, secret_len, PATH_MAX_LEN);
     if (retry_after) {
         double seconds = onecli_retry_after_seconds(retry_after, (double)time(NULL));
         if (seconds >= 0) {
@@ -417,13 +606,15 @@ static int l_normalize(lua_State *L)
     lua_pushinteger(L, attempts);
     lua_setfield(L, err, "attempts");
     if (body_len > 0) {
-        /* redact the whole body first: a key cut in half by the
-         * truncation would no longer match */
-        size_t redacted_len;
-        push_redacted(L, body, body_len, secret, secret_len);
+        /* redact before cutting (a key cut in half by the truncation
+         * would no longer match), but only a window a little longer than
+         * what is kept: the longest encoded secret fits in the margin */
+        size_t redacted_len, window = ONECLI_ERROR_BODY_MAX + 6 * secret_len + 1024;
+        onecli_push_redacted(L, body, body_len < window ? body_len : window, secret, secret_len);
         lua_tolstring(L, -1, &redacted_len);
-        if (redacted_len > ONECLI_ERROR_BODY_MAX) {
-            lua_pushlstring(L, lua_tostring(L, -1), ONECLI_ERROR_BODY_MAX);
+        if (redacted_len > ONECLI_ERROR_BODY_MAX || body_len > window) {
+            lua_pushlstring(L, lua_tostring(L, -1), redacted_len < ONECLI_ERROR_BODY_MAX
+                                                    ? redacted_len : ONECLI_ERROR_BODY_MAX);
             lua_remove(L, -2);
             lua_pushboolean(L, 1);
             lua_setfield(L, err, "body_truncated");
@@ -493,11 +684,30 @@ static int l_reason_phrase(lua_State *L)
     return 1;
 }
 
-/* Appends s to b with line breaks folded into spaces. */
-static void add_one_line(luaL_Buffer *b, const char *s)
+/* Appends at most max bytes of s to b (then "..."), on one line: control
+ * characters (C0, DEL) and the Unicode line breaks U+0085, U+2028 and
+ * U+2029 become spaces, so that no field can start a log line of its
+ * own. */
+static void add_one_line(luaL_Buffer *b, const char *s, size_t max)
 {
-    for (; *s; s++)
-        luaL_addchar(b, (*s == '\n' || *s == '\r') ? ' ' : *s);
+    size_t len = strlen(s), n = utf8_cut(s, len, max), i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            luaL_addchar(b, ' ');
+        } else if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] == 0x85) {
+            luaL_addchar(b, ' ');
+            i++;
+        } else if (c == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80
+                   && ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)) {
+            luaL_addchar(b, ' ');
+            i += 2;
+        } else {
+            luaL_addchar(b, (char)c);
+        }
+    }
+    if (n < len)
+        luaL_addstring(b, TRUNCATED);
 }
 
 /* Reads field as a string into a stack slot; returns NULL if absent. */
@@ -520,6 +730,7 @@ static int error_tostring(lua_State *L)
     int pushed = 0;
     const char *status, *type, *message, *method, *path, *request_id, *hint;
     lua_Integer attempts = 1;
+    double deadline = 0;
     size_t len;
     const char *line;
 
@@ -535,50 +746,62 @@ static int error_tostring(lua_State *L)
     pushed++;
     if (lua_type(L, -1) == LUA_TNUMBER)
         attempts = lua_tointeger(L, -1);
+    lua_getfield(L, 1, "deadline");
+    pushed++;
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        lua_Number d = lua_tonumber(L, -1);
+        deadline = (d > 0 && d < 1e9) ? (double)d : 0;
+    }
 
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "onecli: ");
     if (status) {
-        luaL_addstring(&b, status);
+        add_one_line(&b, status, 16);
         luaL_addchar(&b, ' ');
     }
-    luaL_addstring(&b, type ? type : "error");
+    add_one_line(&b, type ? type : "error", TOKEN_MAX);
     luaL_addstring(&b, ": ");
-    add_one_line(&b, message ? message : "(no message)");
-    if (method || path || request_id || attempts > 1) {
+    add_one_line(&b, message && !is_blank(message) ? message : "(no message)", MESSAGE_MAX);
+    if (method || path || request_id || attempts > 1 || deadline > 0) {
         int sep = 0;
         luaL_addstring(&b, " (");
         if (method || path) {
             if (method)
-                luaL_addstring(&b, method);
+                add_one_line(&b, method, TOKEN_MAX);
             if (method && path)
                 luaL_addchar(&b, ' ');
             if (path)
-                add_one_line(&b, path);
+                add_one_line(&b, path, 256);
             sep = 1;
         }
         if (request_id) {
             luaL_addstring(&b, sep ? ", request " : "request ");
-            add_one_line(&b, request_id);
+            add_one_line(&b, request_id, REQUEST_ID_MAX);
             sep = 1;
         }
         if (attempts > 1) {
             char n[32];
             snprintf(n, sizeof n, "%s%d attempts", sep ? ", " : "", (int)attempts);
             luaL_addstring(&b, n);
+            sep = 1;
+        }
+        if (deadline > 0) {
+            char n[64];
+            snprintf(n, sizeof n, "%sdeadline of %g s reached", sep ? ", " : "", deadline);
+            luaL_addstring(&b, n);
         }
         luaL_addchar(&b, ')');
     }
     if (hint) {
         luaL_addstring(&b, "; hint: ");
-        add_one_line(&b, hint);
+        add_one_line(&b, hint, 512);
     }
     luaL_pushresult(&b);
     (void)pushed;
     /* fields were redacted when the error was made, but an error built by
      * hand through new_error() may not have been: mask key shapes again */
     line = lua_tolstring(L, -1, &len);
-    push_redacted(L, line, len, NULL, 0);
+    onecli_push_redacted(L, line, len, NULL, 0);
     return 1;
 }
 

@@ -60,12 +60,84 @@ static const char *curl_code_name(CURLcode rc)
     }
 }
 
-/* The request provably never left this machine. */
-static int never_sent(CURLcode rc)
+/* ---------------------------------------------------------------- */
+/* may the request have been sent?                                  */
+
+/*
+ * One decision for every transport (core.request_sent exposes it): from
+ * what the transport saw, may the server have received the request? A
+ * request that may have been received is never repeated unless it is
+ * idempotent or the server asked (onecli.retry).
+ *
+ *   sends  how many times the request started going out: libcurl's
+ *          pre-request callback (7.80+) runs right before the request is
+ *          written, after the connection (and TLS) is up; -1 = unknown
+ *   bytes  request bytes written (CURLINFO_REQUEST_SIZE); -1 = unknown
+ *
+ * Started (sends > 0) or bytes written: it may have been sent, whatever
+ * libcurl's code says (CURLE_UNSUPPORTED_PROTOCOL is also what an
+ * HTTP/0.9 reply gives, after the request went out; COULDNT_CONNECT is
+ * what libcurl's own re-send gives after the first try went out on a
+ * reused connection). Counted and not started: it was not sent. Not
+ * counted (older libcurl, a transport that does not count): only the
+ * codes of a failure before the request is written (below) mean "not
+ * sent", and only with no request bytes written (or none counted).
+ */
+#define ONECLI_BEFORE_SEND_CODES(X) \
+    X(UNSUPPORTED_PROTOCOL) X(FAILED_INIT) X(URL_MALFORMAT) X(NOT_BUILT_IN) \
+    X(COULDNT_RESOLVE_PROXY) X(COULDNT_RESOLVE_HOST) X(COULDNT_CONNECT) \
+    X(BAD_FUNCTION_ARGUMENT) X(INTERFACE_FAILED) X(UNKNOWN_OPTION) \
+    X(SSL_CONNECT_ERROR) X(PEER_FAILED_VERIFICATION) X(SSL_CERTPROBLEM) \
+    X(SSL_CIPHER) X(SSL_CACERT_BADFILE) X(SSL_CRL_BADFILE) \
+    X(SSL_ENGINE_NOTFOUND) X(SSL_ENGINE_SETFAILED) X(SSL_ENGINE_INITFAILED) \
+    X(SSL_ISSUER_ERROR) X(SSL_PINNEDPUBKEYNOTMATCH) X(SSL_INVALIDCERTSTATUS) \
+    X(SSL_CLIENTCERT) X(USE_SSL_FAILED) X(PROXY) X(QUIC_CONNECT_ERROR)
+
+static int before_send_code(const char *name)
 {
-    return rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_COULDNT_RESOLVE_HOST
-           || rc == CURLE_COULDNT_CONNECT || rc == CURLE_URL_MALFORMAT
-           || rc == CURLE_UNSUPPORTED_PROTOCOL;
+#define ONECLI_BEFORE_SEND_CMP(code) if (strcmp(name, #code) == 0) return 1;
+    ONECLI_BEFORE_SEND_CODES(ONECLI_BEFORE_SEND_CMP)
+#undef ONECLI_BEFORE_SEND_CMP
+    return 0;
+}
+
+int onecli_request_sent(const char *code, long sends, long bytes)
+{
+    if (sends > 0 || bytes > 0)
+        return 1;
+    if (sends == 0)
+        return 0;
+    return !(bytes <= 0 && before_send_code(code));
+}
+
+/* core.request_sent(code, { sends =, bytes = }) -> boolean */
+static int l_request_sent(lua_State *L)
+{
+    const char *code = luaL_checkstring(L, 1);
+    long sends = -1, bytes = -1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "sends");
+        if (!lua_isnil(L, -1))
+            sends = (long)luaL_checkinteger(L, -1);
+        lua_getfield(L, 2, "bytes");
+        if (!lua_isnil(L, -1))
+            bytes = (long)luaL_checkinteger(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pushboolean(L, onecli_request_sent(code, sends, bytes));
+    return 1;
+}
+
+/* core.before_send_codes -> { "COULDNT_CONNECT", ... } (for the specs and
+ * the README's table) */
+static void push_before_send_codes(lua_State *L)
+{
+    int n = 0;
+    lua_newtable(L);
+#define ONECLI_BEFORE_SEND_PUSH(code) lua_pushliteral(L, #code); lua_rawseti(L, -2, ++n);
+    ONECLI_BEFORE_SEND_CODES(ONECLI_BEFORE_SEND_PUSH)
+#undef ONECLI_BEFORE_SEND_PUSH
 }
 
 /* ---------------------------------------------------------------- */
@@ -129,6 +201,27 @@ static size_t write_header(char *data, size_t size, size_t nmemb, void *ud)
         return 0;
     return n;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000
+/* Runs right before the request is written, once per send. A second call
+ * within one transfer is libcurl re-sending the request by itself (a
+ * reused connection closed without an answer): refused, so that every
+ * send is an attempt the retry loop counts and decides on. */
+static int prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
+                  int conn_primary_port, int conn_local_port)
+{
+    onecli_exchange_t *x = ud;
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    if (++x->sends > 1) {
+        x->resend_refused = 1;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+#endif
 
 void onecli_exchange_finish(onecli_exchange_t *x)
 {
@@ -215,6 +308,17 @@ void onecli_options_read(lua_State *L, int idx, onecli_options_t *o,
                                            (long)(DEFAULT_CONNECT_TIMEOUT * 1000));
     *ca_file = opt_string(L, idx, "ca_file");
     *user_agent = opt_string(L, idx, "user_agent");
+    if (*user_agent != NULL) {
+        /* one header line: a CR or LF would start a header of its own */
+        const unsigned char *p = (const unsigned char *)*user_agent;
+        size_t n = 0;
+        for (; *p; p++, n++)
+            if (*p < 0x20 || *p == 0x7f)
+                luaL_error(L, "option 'user_agent' must be one line of printable "
+                           "text (no control characters)");
+        if (n > 512)
+            luaL_error(L, "option 'user_agent' must be at most 512 bytes");
+    }
     lua_getfield(L, idx, "insecure");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
         luaL_error(L, "option 'insecure' must be a boolean");
@@ -348,6 +452,12 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->body.len = 0;
     x->head.len = 0;
     x->too_large = 0;
+#if LIBCURL_VERSION_NUM >= 0x075000
+    x->sends = 0;
+#else
+    x->sends = -1;                  /* not counted */
+#endif
+    x->resend_refused = 0;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
 
@@ -361,10 +471,18 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    /* the path goes out as built: libcurl would otherwise remove "." and
+     * ".." segments, and the request would reach another route */
+    SETOPT(CURLOPT_PATH_AS_IS, 1L);
     /* libcurl re-sends a request once, silently, when a reused connection
-     * closes without an answer; requests that must not be repeated ask
-     * for a connection of their own instead */
+     * closes without an answer: the pre-request callback refuses that
+     * (see prereq), and requests that must not be repeated ask for a
+     * connection of their own as well */
     SETOPT(CURLOPT_FRESH_CONNECT, r->fresh_connect ? 1L : 0L);
+#if LIBCURL_VERSION_NUM >= 0x075000
+    SETOPT(CURLOPT_PREREQFUNCTION, prereq);
+    SETOPT(CURLOPT_PREREQDATA, (void *)x);
+#endif
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
@@ -414,8 +532,17 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
         return;
     }
     curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
-    sent = !never_sent(rc) && request_size > 0;
-    if (x->too_large) {
+    sent = onecli_request_sent(curl_code_name(rc), x->sends, request_size);
+    if (x->resend_refused) {
+        /* the request went out on a reused connection, which closed
+         * without an answer; libcurl's own re-send was refused */
+        onecli_error_push_transport(L, r->method, where, "GOT_NOTHING",
+                                    "the server closed a reused connection without "
+                                    "answering (the request may have reached it)",
+                                    r->secret, 1);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "connection_reused");
+    } else if (x->too_large) {
         lua_pushfstring(L, "response body larger than max_response_size "
                         "(%d bytes)", (int)x->max_response);
         onecli_error_push_transport(L, r->method, where, "RESPONSE_TOO_LARGE",
@@ -506,4 +633,8 @@ void onecli_http_open(lua_State *L)
     lua_setfield(L, -2, "user_agent");
     lua_pushstring(L, info->version);
     lua_setfield(L, -2, "curl_version");
+    lua_pushcfunction(L, l_request_sent);
+    lua_setfield(L, -2, "request_sent");
+    push_before_send_codes(L);
+    lua_setfield(L, -2, "before_send_codes");
 }

@@ -37,12 +37,26 @@ ONECLI_HIDDEN void onecli_type_open(lua_State *L, const char *tname,
 
 /* json.c */
 ONECLI_HIDDEN void onecli_json_open(lua_State *L);
+/* Whether the value at idx is a table marked with core.array() (or
+ * core.empty_array). */
+ONECLI_HIDDEN int onecli_json_is_marked_array(lua_State *L, int idx);
 /* Decodes s; on success pushes the value and returns 1, on failure pushes
  * an error message and returns 0. Never raises for bad input. */
 ONECLI_HIDDEN int onecli_json_decode(lua_State *L, const char *s, size_t len);
 
+/* jsonenc.c */
+ONECLI_HIDDEN void onecli_jsonenc_open(lua_State *L);
+/* The offset of the first byte of s that is not valid UTF-8 (RFC 3629),
+ * or len when all of it is. */
+ONECLI_HIDDEN size_t onecli_utf8_check(const char *s, size_t len);
+
 /* errors.c */
 ONECLI_HIDDEN void onecli_errors_open(lua_State *L);
+/* Pushes s with the secret (any mix of raw, \uXXXX and %XX characters; or
+ * its body without the key prefix) and anything shaped like a OneCLI key
+ * masked as [REDACTED]. secret may be NULL. */
+ONECLI_HIDDEN void onecli_push_redacted(lua_State *L, const char *s, size_t len,
+        const char *secret, size_t secret_len);
 /* Pushes a normalized transport error. secret may be NULL. */
 ONECLI_HIDDEN void onecli_error_push_transport(lua_State *L, const char *method,
         const char *path, const char *code, const char *message,
@@ -50,7 +64,11 @@ ONECLI_HIDDEN void onecli_error_push_transport(lua_State *L, const char *method,
 
 /* backoff.c */
 ONECLI_HIDDEN void onecli_backoff_open(lua_State *L);
-/* Seconds until the Retry-After value, or -1 if it cannot be read. */
+/* The largest Retry-After the error objects report, in seconds (2^31 - 1:
+ * finite, and beyond any wait that makes sense). */
+#define ONECLI_RETRY_AFTER_MAX 2147483647.0
+/* Seconds until the Retry-After value (at most ONECLI_RETRY_AFTER_MAX), or
+ * -1 if it cannot be read. */
 ONECLI_HIDDEN double onecli_retry_after_seconds(const char *value, double now);
 
 /* http.c - shared by transport.c and multi.c */
@@ -91,10 +109,17 @@ typedef struct onecli_exchange_t {
     onecli_buffer_t head;
     size_t max_response;
     int too_large;
+    long sends;               /* times the request started out; -1: unknown */
+    int resend_refused;       /* libcurl tried to send it a second time */
     char errbuf[CURL_ERROR_SIZE];
 } onecli_exchange_t;
 
-/* Sets core.user_agent and core.curl_version. */
+/* May the server have received the request? code: libcurl's code name
+ * (COULDNT_CONNECT); sends: times the request started going out, bytes:
+ * request bytes written (-1: not counted). See http.c. */
+ONECLI_HIDDEN int onecli_request_sent(const char *code, long sends, long bytes);
+/* Sets core.user_agent, core.curl_version, core.request_sent and
+ * core.before_send_codes. */
 ONECLI_HIDDEN void onecli_http_open(lua_State *L);
 /* Reads the options table at idx (nil: defaults) into o; the two strings
  * are borrowed from the table. Raises on bad options, allocates nothing. */
@@ -125,6 +150,9 @@ ONECLI_HIDDEN void onecli_exchange_push_response(lua_State *L,
  * path and secret of r are used. */
 ONECLI_HIDDEN void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x,
         CURL *easy, CURLcode rc, const onecli_request_t *r, int started);
+
+/* url.c */
+ONECLI_HIDDEN void onecli_url_open(lua_State *L);
 
 /* transport.c */
 ONECLI_HIDDEN void onecli_transport_open(lua_State *L);

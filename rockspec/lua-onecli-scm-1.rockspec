@@ -55,8 +55,10 @@ build = {
       sources = {
         "csrc/core.c",
         "csrc/json.c",
+        "csrc/jsonenc.c",
         "csrc/errors.c",
         "csrc/backoff.c",
+        "csrc/url.c",
         "csrc/http.c",
         "csrc/transport.c",
         "csrc/multi.c",

@@ -334,3 +334,83 @@ describe("core.json_encode rejects values JSON cannot hold", function()
     assert.are.equal('{"a":[]}', core.json_encode({ a = core.array() }))
   end)
 end)
+
+describe("core.json_encode is right for every input", function()
+  local cjson = require("cjson")
+
+  it("refuses strings that are not UTF-8, naming where they are", function()
+    local CASES = {
+      { { value = "v\255" }, "%.value", "byte 2 of 2" },
+      { { a = { "ok", "\192\175" } }, "%.a%[2%]", "byte 1 of 2" },          -- overlong '/'
+      { { s = "\237\160\128" }, "%.s", "byte 1" },                            -- a surrogate
+      { { s = "\244\144\128\128" }, "%.s", "byte 1" },                        -- above U+10FFFF
+      { { s = "abc\226\130" }, "%.s", "byte 4 of 5" },                        -- cut short
+      { { ["k\200"] = 1 }, "a key", "byte 2" },
+      { "\128", "the value", "byte 1 of 1" },
+    }
+    for i, c in ipairs(CASES) do
+      local ok, msg = pcall(core.json_encode, c[1])
+      assert.is_false(ok, "case " .. i .. " was encoded")
+      assert.matches("^cannot encode JSON: ", msg)
+      assert.matches(c[2], msg, 1, false)
+      assert.matches(c[3], msg, 1, true)
+      assert.matches("not valid UTF%-8", msg)
+    end
+  end)
+
+  it("the refusal never repeats the string (it may be a secret)", function()
+    local ok, msg = pcall(core.json_encode, { value = "tok_secret_value\255" })
+    assert.is_false(ok)
+    assert.is_nil(msg:find("tok_secret_value", 1, true))
+  end)
+
+  it("accepts every valid UTF-8 form, 1 to 4 bytes, and round-trips it", function()
+    local s = "a\194\128\223\191\224\160\128\237\159\191\238\128\128\240\144\128\128\244\143\191\191"
+    assert.are.equal(s, cjson.decode(core.json_encode({ s = s })).s)
+  end)
+
+  it("round-trips strings and keys that look like its old placeholders", function()
+    local v = { ["onecli-raw-0123abcd0123abcd-1"] = "onecli-raw-0123abcd0123abcd-2",
+                list = core.array({ "onecli-raw-", "x" .. "onecli-raw-deadbeef-7" .. "\"" }),
+                n = 12345678901234567 }
+    local text = core.json_encode(v)
+    local back = cjson.decode(text)
+    assert.are.equal("onecli-raw-0123abcd0123abcd-2", back["onecli-raw-0123abcd0123abcd-1"])
+    assert.are.equal("onecli-raw-", back.list[1])
+    assert.are.equal(v.list[2], back.list[2])
+  end)
+
+  it("writes integers in full, to the ends of the 64-bit range on 5.3+", function()
+    if not HAS_INTEGERS then
+      assert.are.equal("[9007199254740992]", core.json_encode({ 2 ^ 53 }))
+      return
+    end
+    assert.are.equal("[9223372036854775807,-9223372036854775808]",
+                     core.json_encode({ math.maxinteger, math.mininteger }))
+  end)
+
+  it("writes floats with the fewest digits that read back the same", function()
+    for _, d in ipairs({ 0.1, 1 / 3, 2 ^ -1074, 1.7976931348623157e308, 1e300, -2.5e-8, 123.456 }) do
+      local text = core.json_encode({ d })
+      assert.are.equal(d, tonumber(text:sub(2, -2)), text)
+      assert.are.equal(d, cjson.decode(text)[1], text)
+    end
+    assert.are.equal("[0.1]", core.json_encode({ 0.1 }))
+    assert.are.equal("[1e+300]", core.json_encode({ 1e300 }))
+  end)
+
+  it("names where a refused value is", function()
+    local _, msg = pcall(core.json_encode, { a = { b = { 1, 0 / 0 } } })
+    assert.matches("the value at %.a%.b%[2%]: NaN", msg)
+    _, msg = pcall(core.json_encode, { f = print })
+    assert.matches("the value at %.f: a value of type function", msg)
+  end)
+
+  it("a value that contains itself is refused, not looped on", function()
+    local t = {}
+    t.t = t
+    local ok, msg = pcall(core.json_encode, t)
+    assert.is_false(ok)
+    assert.matches("nested deeper than 128", msg)
+  end)
+end)
