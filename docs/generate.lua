@@ -116,16 +116,9 @@ _M.RETURNS = {
 }
 
 -- LuaLS type of a shorthand argument (the value that stands for a
--- one-field body); arrays default to string[], others to string.
-local SHORTHAND_TYPES = {
-  enabled = "boolean",
-  mode = '"all"|"selective"',
-  decision = '"approve"|"deny"',
-  policyMode = '"allow"|"deny"',
-  action = "string",
-  access = '"full"|"custom"',
-  connections = "table[]",
-}
+-- one-field body): onecli.methods checks calls against the same table;
+-- arrays default to string[], others to string.
+local SHORTHAND_TYPES = require("onecli.methods").SHORTHAND_TYPES
 
 -- onecli.new options (config.lua CLIENT_OPTIONS; spec/docs_spec.lua checks
 -- that onecli.new accepts each).
@@ -139,8 +132,9 @@ _M.CLIENT_OPTIONS = {
     "v2's name for `project_id` (give one of the two)" },
   { "gateway_url", "string", "`ONECLI_GATEWAY_URL`, else `GET /gateway-url`",
     "origin of the gateway (approvals)" },
-  { "timeout", "number", "`30`", "seconds for a whole request" },
+  { "timeout", "number", "`30`", "seconds for one attempt (a whole request)" },
   { "connect_timeout", "number", "`10`", "seconds to connect" },
+  { "deadline", "number", "none", "seconds for a whole call: every attempt and every wait between them" },
   { "max_retries", "integer", "`2`", "automatic retries, 0–10" },
   { "backoff_base", "number", "`0.5`", "exponential backoff base, seconds" },
   { "backoff_max", "number", "`8`", "backoff cap, seconds" },
@@ -163,6 +157,7 @@ _M.CALL_OPTIONS = {
   { "workspace_id", "string", "v2's name for `project_id`" },
   { "timeout", "number", "seconds for this call (default: the client's, or the method's own **Timeout** when larger)" },
   { "connect_timeout", "number", "seconds to connect" },
+  { "deadline", "number", "seconds for this whole call, attempts and waits together" },
   { "max_retries", "integer", "automatic retries for this call, 0–10" },
   { "headers", "table<string, string>", "extra request headers (one-line values)" },
   { "raise", "boolean", "`false`: return `nil, err` instead of raising" },
@@ -1042,18 +1037,20 @@ function _M.meta_lua(endpoints)
   w("---@field type string invalid_request_error, authentication_error, not_found_error,"
     .. " validation_error, rate_limit_error, api_error, decode_error, connection_error,"
     .. " timeout_error or tls_error")
-  w("---@field message string the server's message, verbatim")
+  w("---@field message string the server's message, verbatim (at most 2048 bytes)")
   w("---@field retryable boolean whether trying again can help")
   w("---@field code string? the server's code, or libcurl's name for a transport failure")
   w("---@field request_id string? the x-request-id header (v2)")
   w("---@field method string the request's HTTP method")
-  w("---@field path string the request's path, e.g. /v1/agents")
-  w("---@field retry_after number? seconds, from a Retry-After header")
+  w("---@field path string the path that was sent, e.g. /v1/agents (at most 1024 bytes)")
+  w("---@field retry_after number? seconds, from a Retry-After header (at most 2^31 - 1)")
   w("---@field attempts integer how many tries were made")
   w("---@field body string? the raw response body, at most 4096 bytes")
   w("---@field body_truncated boolean? true when body was cut")
-  w("---@field hint string? set when an HTML page came back: what it probably means")
+  w("---@field hint string? what the failure probably means (an HTML page, a missing workspace)")
   w("---@field request_sent boolean? transport failures: false when the request provably never left")
+  w("---@field connection_reused boolean? a reused connection closed before answering")
+  w("---@field deadline number? the call's deadline (seconds) when it ended the call")
   w("")
 
   -- the client

@@ -143,7 +143,8 @@ describe("generated docs", function()
     assert.are.same(key_set(config.CLIENT_OPTIONS), set_of(gen.CLIENT_OPTIONS))
     assert.are.same(key_set(config.CALL_OPTIONS), set_of(gen.CALL_OPTIONS))
     local samples = {
-      project_id = "proj_1", workspace_id = "ws_1", timeout = 5, connect_timeout = 2, max_retries = 1,
+      project_id = "proj_1", workspace_id = "ws_1", timeout = 5, connect_timeout = 2,
+      max_retries = 1, deadline = 9,
       headers = { ["X-Test"] = "1" }, raise = false, callback = function() end,
     }
     local ep = client_mod.endpoint["agents.list"]

@@ -51,7 +51,8 @@ local fmt = string.format
 local floor, min, max, huge = math.floor, math.min, math.max, math.huge
 local now = core.now
 local interpret, parse_args = client_mod.interpret, client_mod.parse_args
-local unknown_route = client_mod.unknown_route
+local unknown_route, check_call = client_mod.unknown_route, client_mod.check_call
+local check_raw_path = client_mod.check_raw_path
 local next_delay, is_idempotent = retry.next_delay, retry.is_idempotent
 
 local _M = { _VERSION = core._VERSION }
@@ -195,6 +196,10 @@ local function read_raw(call)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     return nil, "path must be a string starting with '/'"
   end
+  local why = check_raw_path(path)
+  if why then
+    return nil, "path " .. why
+  end
   if call.body ~= nil and method == "GET" then
     return nil, "a GET request cannot have a body"
   end
@@ -253,6 +258,10 @@ local function read_endpoint(client, call)
   if not ok then
     return nil, path
   end
+  local msg = check_call(client, ep, opts)
+  if msg then
+    return nil, msg
+  end
   path, fallback = client:_route(ep, path, fallback)   -- older server: its v1 route
   return { ep = ep, method = ep.method, path = path, body = body, query = query,
            opts = opts, fallback = fallback }
@@ -282,6 +291,10 @@ end
 local function new_batch(client, calls, opts, level)
   if getmetatable(client) ~= client_mod.Client then
     error("onecli: batch: call it with a colon: client:batch(calls)", level)
+  end
+  if client._closed then
+    error("onecli: batch: the client is closed (client:close() was called); make a new one",
+          level)
   end
   if type(calls) ~= "table" then
     error("onecli: batch: calls must be a table (an array of calls), got " .. type(calls), level)
@@ -336,6 +349,11 @@ local function new_batch(client, calls, opts, level)
     rec.expect = rec.ep.response or "json"
     rec.policy = client:_policy(rec.method, rec.ep, rec.opts)
     records[i] = rec
+  end
+  for i = 1, n do
+    -- a call's deadline counts from the start of the batch: waiting for a
+    -- free slot is waiting too
+    retry.start(records[i].policy)
   end
 
   local self = setmetatable({
@@ -398,6 +416,7 @@ end
 
 function Batch:_start(rec)
   local client = self.client
+  local policy = rec.policy
   if rec.req == nil then
     local req, err = client:_request_table(rec.method, rec.path, rec.body, rec.query,
                                            rec.opts, rec.ep)
@@ -405,7 +424,18 @@ function Batch:_start(rec)
       return self:_finish(rec, nil, err)
     end
     rec.req = req
+    policy.timeout, policy.connect_timeout = req.timeout, req.connect_timeout
   end
+  local timeout, connect_timeout, cut = retry.limits(policy)
+  if timeout == nil then
+    -- the deadline passed while the call waited for a free slot
+    policy.path, policy.secret = rec.req.path, rec.req.secret
+    local err = rec.last_err or retry.late_error(policy)
+    err.deadline = policy.deadline
+    err.attempts = max(rec.attempt, 1)
+    return self:_finish(rec, nil, err)
+  end
+  rec.req.timeout, rec.req.connect_timeout, rec.cut = timeout, connect_timeout, cut
   rec.attempt = rec.attempt + 1
   rec.started = now()
   rec.state = "inflight"
@@ -473,14 +503,19 @@ function Batch:_settle(rec, d)
     client:_after(rec.ep, result, req.secret)
     return self:_finish(rec, result)
   end
+  if rec.cut then
+    retry.cut_short(err, rec.policy)
+  end
   local delay = next_delay(err, n, rec.policy)
   if delay then
+    rec.last_err = err
     return self:_again(rec, delay)
   end
   if rec.fallback and unknown_route(err) then
     -- an older server: the route has its v1 name there
     client._fallbacks[rec.ep.name] = true
     rec.path, rec.fallback, rec.req, rec.attempt = rec.fallback, nil, nil, 0
+    rec.last_err = err
     return self:_again(rec, 0)
   end
   self:_finish(rec, nil, err)
@@ -492,7 +527,7 @@ function Batch:_step_sequential()
   local rec = self:_next_ready(huge)
   if rec then
     local result, err = self.client:_perform(rec.method, rec.path, rec.body, rec.query,
-                                             rec.opts, rec.ep, rec.fallback)
+                                             rec.opts, rec.ep, rec.fallback, rec.policy.expires)
     self:_finish(rec, result, err)
   end
 end

@@ -42,8 +42,10 @@ Client.__close = function(self)
 end
 
 --- Releases the connection(s): the transport's, and the multi handle of
--- client:batch() if one was made. Idempotent.
+-- client:batch() if one was made. Idempotent. A call made afterwards
+-- raises (misuse) at the call.
 function Client:close()
+  self._closed = true
   local multi = self._multi
   if multi then
     self._multi = nil
@@ -129,6 +131,7 @@ function _M.new(opts)
     backoff_base = s.backoff_base,
     backoff_max = s.backoff_max,
     max_retry_after = s.max_retry_after,
+    deadline = s.deadline,
     raise = opts.raise ~= false,
     insecure = opts.insecure == true,
     _base_path = s.base_path,
@@ -156,5 +159,7 @@ _M.endpoints = methods.endpoints
 _M.endpoint = methods.endpoint
 _M.extend = methods.extend
 _M.extend_client = methods.extend_client
+_M.check_call = methods.check_call
+_M.check_raw_path = methods.check_raw_path
 
 return _M

@@ -29,14 +29,33 @@ _M.CLIENT_OPTIONS = {
   ca_file = "string", insecure = "boolean", user_agent = "string",
   raise = "boolean", transport = "transport", sleep = "function",
   log = "function", getenv = "function", gateway_url = "string",
-  workspace_id = "string",
+  workspace_id = "string", deadline = "number",
 }
 
 _M.CALL_OPTIONS = {
   project_id = "string", timeout = "number", connect_timeout = "number",
   max_retries = "number", headers = "table", raise = "boolean",
-  callback = "function", workspace_id = "string",
+  callback = "function", workspace_id = "string", deadline = "number",
 }
+
+-- Bounds of the numeric options: { low, high, low is allowed }. NaN and
+-- infinities fail every one of them.
+local MAX_SECONDS = 2000000        -- what the transports accept (23 days)
+local RANGES = {
+  timeout = { 0, MAX_SECONDS, false },
+  connect_timeout = { 0, MAX_SECONDS, false },
+  deadline = { 0, MAX_SECONDS, false },
+  backoff_base = { 0, 86400, true },
+  backoff_max = { 0, 86400, true },
+  max_retry_after = { 0, 86400, true },
+}
+
+local function out_of_range(v, range)
+  if range[3] then
+    return not (v >= range[1] and v <= range[2])
+  end
+  return not (v > range[1] and v <= range[2])
+end
 
 --- Checks an option table against a spec; returns an error message or nil.
 function _M.check_options(opts, spec, what)
@@ -53,14 +72,15 @@ function _M.check_options(opts, spec, what)
       return fmt("%s '%s' must be a %s, got %s", what, k, want, type(v))
     end
   end
-  if opts.timeout and opts.timeout <= 0 then
-    return what .. " 'timeout' must be a positive number of seconds"
+  for name, range in pairs(RANGES) do
+    local v = opts[name]
+    if v ~= nil and out_of_range(v, range) then
+      return fmt("%s '%s' must be %s number of seconds, at most %d (got %s)", what, name,
+                 range[3] and "a non-negative" or "a positive", range[2], tostring(v))
+    end
   end
-  if opts.connect_timeout and opts.connect_timeout <= 0 then
-    return what .. " 'connect_timeout' must be a positive number of seconds"
-  end
-  if opts.max_retries and (opts.max_retries < 0 or opts.max_retries > 10
-      or opts.max_retries % 1 ~= 0) then
+  if opts.max_retries and not (opts.max_retries >= 0 and opts.max_retries <= 10
+      and opts.max_retries % 1 == 0) then
     return what .. " 'max_retries' must be an integer from 0 to 10"
   end
   if opts.project_id and not opts.project_id:match("^[%w%-_]+$") then
@@ -78,47 +98,23 @@ function _M.check_options(opts, spec, what)
       if type(name) ~= "string" or not name:match("^[%w%-]+$") then
         return what .. " 'headers' has an invalid header name"
       end
-      if type(value) ~= "string" or value:find("[\r\n]") then
+      if type(value) ~= "string" or value:find("[%z\1-\8\10-\31\127]") then
         return fmt("%s 'headers': header '%s' must be a one-line string", what, name)
       end
     end
+  end
+  if opts.user_agent and (opts.user_agent:find("[%z\1-\31\127]") or #opts.user_agent > 256) then
+    -- one header line: a CR or LF would start a header of its own
+    return what .. " 'user_agent' must be one line of printable text (at most 256 bytes)"
   end
   return nil
 end
 
 --- Normalizes a base URL: an origin without a path gets /v1; a full base
--- (http://host:10254/api) is used as given; trailing slashes go.
-function _M.normalize_url(url)
-  if type(url) ~= "string" or url == "" then
-    return nil, "url must be a non-empty string"
-  end
-  if url:find("%s") then
-    return nil, "url must not contain white space"
-  end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then
-    return nil, "url must start with http:// or https:// (got '" .. url .. "')"
-  end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then
-    return nil, "url must use http or https, not " .. scheme
-  end
-  if rest:find("[?#]") then
-    return nil, "url must not have a query string or fragment"
-  end
-  local authority, path = rest:match("^([^/]+)(.*)$")
-  if not authority then
-    return nil, "url has no host (got '" .. url .. "')"
-  end
-  if authority:find("@") then
-    return nil, "url must not contain credentials; use api_key"
-  end
-  path = path:gsub("/+$", "")
-  if path == "" then
-    path = "/v1"
-  end
-  return scheme .. "://" .. authority .. path, path
-end
+-- (http://host:10254/api) is used as given; trailing slashes go. Returns
+-- url, base_path or nil, message (core.normalize_url: no credentials, no
+-- query, no dot segments; the message never repeats a credential).
+_M.normalize_url = core.normalize_url
 
 --- Reads onecli.new's options (checked already) and the environment into
 -- the client's settings. Returns the settings, or nil and a message.
@@ -169,6 +165,7 @@ function _M.settings(opts)
     backoff_base = opts.backoff_base or DEFAULTS.backoff_base,
     backoff_max = opts.backoff_max or DEFAULTS.backoff_max,
     max_retry_after = opts.max_retry_after or DEFAULTS.max_retry_after,
+    deadline = opts.deadline,
   }
 end
 

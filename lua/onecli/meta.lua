@@ -66,8 +66,9 @@ function onecli.json_decode(text) end
 ---@field project_id? string sent as X-Project-Id and X-Workspace-Id (needed with an organization key)
 ---@field workspace_id? string v2's name for project_id (give one of the two)
 ---@field gateway_url? string origin of the gateway (approvals)
----@field timeout? number seconds for a whole request
+---@field timeout? number seconds for one attempt (a whole request)
 ---@field connect_timeout? number seconds to connect
+---@field deadline? number seconds for a whole call: every attempt and every wait between them
 ---@field max_retries? integer automatic retries, 0–10
 ---@field backoff_base? number exponential backoff base, seconds
 ---@field backoff_max? number backoff cap, seconds
@@ -87,6 +88,7 @@ function onecli.json_decode(text) end
 ---@field workspace_id? string v2's name for project_id
 ---@field timeout? number seconds for this call (default: the client's, or the method's own **Timeout** when larger)
 ---@field connect_timeout? number seconds to connect
+---@field deadline? number seconds for this whole call, attempts and waits together
 ---@field max_retries? integer automatic retries for this call, 0–10
 ---@field headers? table<string, string> extra request headers (one-line values)
 ---@field raise? boolean false: return nil, err instead of raising
@@ -129,18 +131,20 @@ function onecli.json_decode(text) end
 ---@class onecli.Error
 ---@field status integer? HTTP status; nil when no response came
 ---@field type string invalid_request_error, authentication_error, not_found_error, validation_error, rate_limit_error, api_error, decode_error, connection_error, timeout_error or tls_error
----@field message string the server's message, verbatim
+---@field message string the server's message, verbatim (at most 2048 bytes)
 ---@field retryable boolean whether trying again can help
 ---@field code string? the server's code, or libcurl's name for a transport failure
 ---@field request_id string? the x-request-id header (v2)
 ---@field method string the request's HTTP method
----@field path string the request's path, e.g. /v1/agents
----@field retry_after number? seconds, from a Retry-After header
+---@field path string the path that was sent, e.g. /v1/agents (at most 1024 bytes)
+---@field retry_after number? seconds, from a Retry-After header (at most 2^31 - 1)
 ---@field attempts integer how many tries were made
 ---@field body string? the raw response body, at most 4096 bytes
 ---@field body_truncated boolean? true when body was cut
----@field hint string? set when an HTML page came back: what it probably means
+---@field hint string? what the failure probably means (an HTML page, a missing workspace)
 ---@field request_sent boolean? transport failures: false when the request provably never left
+---@field connection_reused boolean? a reused connection closed before answering
+---@field deadline number? the call's deadline (seconds) when it ended the call
 
 ---A OneCLI client (`onecli.new`).
 ---@class onecli.Client

@@ -9,6 +9,7 @@
 
 local core = require("onecli.core")
 local config = require("onecli.config")
+local keys = require("onecli.keys")
 local retry = require("onecli.retry")
 local endpoint_table = require("onecli.endpoints")
 
@@ -17,8 +18,9 @@ local error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, 
       error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, pcall, next,
       assert
 local concat, sort = table.concat, table.sort
-local fmt, byte = string.format, string.byte
-local json_encode = core.json_encode
+local fmt = string.format
+local json_encode, escape, path_segment = core.json_encode, core.escape, core.path_segment
+local math_type = math.type
 local check_options, CALL_OPTIONS = config.check_options, config.CALL_OPTIONS
 
 local _M = { _VERSION = core._VERSION }
@@ -33,14 +35,34 @@ local function copy(t)
   return c
 end
 
-local function escape(s)
-  return (s:gsub("[^%w%-%._~]", function(c)
-    return fmt("%%%02X", byte(c))
-  end))
-end
-
 local function is_nonempty_string(v)
   return type(v) == "string" and v ~= ""
+end
+
+--- What the value standing for a one-field body must be, by body field,
+-- as a LuaLS type (the API reference shows it; docs/generate.lua reads
+-- it). Fields not listed take a string, or a list when the field is one
+-- of the endpoint's arrays.
+_M.SHORTHAND_TYPES = {
+  enabled = "boolean",
+  mode = '"all"|"selective"',
+  decision = '"approve"|"deny"',
+  policyMode = '"allow"|"deny"',
+  action = "string",
+  access = '"full"|"custom"',
+  connections = "table[]",
+}
+
+-- The Lua type a shorthand value is checked against.
+local function shorthand_kind(field, is_array)
+  local t = _M.SHORTHAND_TYPES[field]
+  if is_array or (t and t:find("[]", 1, true)) then
+    return "table"
+  end
+  if t == "boolean" then
+    return "boolean"
+  end
+  return "string"
 end
 
 ---------------------------------------------------------------------------
@@ -96,6 +118,7 @@ local function compile(e)
     idempotent = idempotent, after = e.after, doc = e.doc, base = e.base,
     fallback = e.fallback, timeout = e.timeout, since = e.since,
     shorthand_is_array = shorthand_is_array,
+    shorthand_kind = e.shorthand and shorthand_kind(e.shorthand, shorthand_is_array),
   }
 end
 
@@ -111,6 +134,14 @@ local function encode_body(ep, body)
   if type(body) ~= "table" then
     if ep.shorthand == nil then
       return nil, "the body must be a table, got " .. type(body)
+    end
+    if ep.shorthand_kind == "table" then
+      return nil, fmt("the body must be a table, or a list standing for { %s = list }, got %s",
+                      ep.shorthand, type(body))
+    end
+    if type(body) ~= ep.shorthand_kind then
+      return nil, fmt("the body must be a table, or a %s standing for { %s = value }, got %s",
+                      ep.shorthand_kind, ep.shorthand, type(body))
     end
     body = { [ep.shorthand] = body }
   elseif ep.shorthand_is_array and body[ep.shorthand] == nil
@@ -160,6 +191,26 @@ local function encode_query(ep, query)
   sort(parts)
   return concat(parts, "&")
 end
+--- What is wrong with the path of a raw call (client:request, a raw call
+-- of client:batch), or nil: it goes out as written, so it must not hold
+-- what would send it elsewhere or break the request line.
+function _M.check_raw_path(path)
+  if path:find("[%z\1-\32\127-\255\\]") then
+    return "must be ASCII without white space, control characters or backslashes "
+           .. "(percent-encode the rest: onecli.core.escape)"
+  end
+  if path:find("[?#]") then
+    return "must not contain '?' or '#' (pass the query as the query option)"
+  end
+  for segment in path:gmatch("/([^/]*)") do
+    local dots = segment:gsub("%%2[eE]", "."):match("^%.%.?$")
+    if dots then
+      return "must not contain '.' or '..' segments (they would change the route)"
+    end
+  end
+  return nil
+end
+
 local RAW_OPTIONS = {
   body = true, query = true, project_id = true, timeout = true,
   connect_timeout = true, max_retries = true, headers = true, raise = true,
@@ -175,6 +226,13 @@ local function request(self, method, path, opts)
   end
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     error("onecli: request: path must be a string starting with '/'", 2)
+  end
+  local why = _M.check_raw_path(path)
+  if why then
+    error("onecli: request: path " .. why, 2)
+  end
+  if self._closed then
+    error("onecli: request: the client is closed (client:close() was called); make a new one", 2)
   end
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -222,6 +280,30 @@ end
 ---------------------------------------------------------------------------
 -- generated methods
 
+-- The path segment for a path parameter: a non-empty string or an
+-- integer, percent-encoded; "." and ".." are refused (they would change
+-- the route). Returns the segment, or nil and what is wrong.
+local function path_value(v)
+  local tv = type(v)
+  if tv == "number" then
+    if math_type and math_type(v) == "integer" then
+      return fmt("%d", v)
+    end
+    if v % 1 == 0 and v > -2 ^ 53 and v < 2 ^ 53 then
+      return fmt("%.0f", v)
+    end
+    return nil, "must be a non-empty string or an integer, got the number " .. tostring(v)
+  end
+  if tv ~= "string" or v == "" then
+    return nil, "must be a non-empty string, got " .. (v == "" and "an empty string" or tv)
+  end
+  local segment, why = path_segment(v)
+  if not segment then
+    return nil, "must name a resource: " .. why
+  end
+  return segment
+end
+
 -- Parses the arguments of a generated method: returns the expanded path,
 -- body, query and options; raises (level 3: the caller's caller) on misuse.
 local function parse_args(ep, nargs, args)
@@ -229,15 +311,11 @@ local function parse_args(ep, nargs, args)
   local path = ep.path
   local fallback = ep.fallback
   for i = 1, #ep.params do
-    local v = args[i]
-    if type(v) == "number" and v % 1 == 0 then
-      v = fmt("%d", v)
+    local segment, why = path_value(args[i])
+    if not segment then
+      error(fmt("%s: argument #%d (%s) %s", label, i, ep.params[i], why), 3)
     end
-    if not is_nonempty_string(v) then
-      error(fmt("%s: argument #%d (%s) must be a non-empty string, got %s",
-                label, i, ep.params[i], v == "" and "an empty string" or type(v)), 3)
-    end
-    local escaped = escape(v):gsub("%%", "%%%%")
+    local escaped = segment:gsub("%%", "%%%%")
     path = path:gsub("{" .. ep.params[i] .. "}", escaped, 1)
     if fallback then
       fallback = fallback:gsub("{" .. ep.params[i] .. "}", escaped, 1)
@@ -276,6 +354,26 @@ local function parse_args(ep, nargs, args)
 end
 _M.parse_args = parse_args
 
+--- What stops a call before anything is sent, as a message (or nil): a
+-- closed client, or an organization key without the workspace that an
+-- endpoint of project scope needs (the server would answer 401 without
+-- naming the option).
+function _M.check_call(client, ep, opts)
+  if client._closed then
+    return "the client is closed (client:close() was called); make a new one"
+  end
+  if ep.scope == "project" then
+    local key = keys.get(client)
+    if key and key:sub(1, 7) == "oc_org_"
+        and not (opts.project_id or opts.workspace_id or client.project_id) then
+      return "an organization key (oc_org_...) needs a workspace for this call: set "
+             .. "project_id (or workspace_id) in onecli.new or in the call's options, or "
+             .. "ONECLI_PROJECT_ID / ONECLI_WORKSPACE_ID"
+    end
+  end
+  return nil
+end
+
 local function make_method(ep, namespaced)
   local label = "onecli: " .. ep.name
   return function(self, ...)
@@ -290,6 +388,10 @@ local function make_method(ep, namespaced)
       error(fmt("%s: call it with a colon: client:%s(...)", label, ep.name), 2)
     end
     local path, body, query, opts, fallback = parse_args(ep, select("#", ...), { ... })
+    local msg = _M.check_call(client, ep, opts)
+    if msg then
+      error(fmt("%s: %s", label, msg), 2)
+    end
     return client:_dispatch(ep.method, path, body, query, opts, ep, fallback)
   end
 end

@@ -51,8 +51,10 @@ local function interpret(req, expect, status, headers, body)
       return body
     end
     if body ~= "" then
+      -- every OneCLI JSON success is an object or an array; a bare
+      -- string, number, boolean or null is not an answer to use
       local value = json_decode(body)
-      if value ~= nil then
+      if type(value) == "table" then
         return value
       end
     end
@@ -147,6 +149,7 @@ end
 function Client:_policy(method, ep, opts)
   local max_retries = opts.max_retries or self.max_retries
   return {
+    deadline = opts.deadline or self.deadline,
     method = method,
     idempotent = ep and ep.idempotent,
     max_retries = max_retries,
@@ -179,7 +182,7 @@ end
 
 -- Sends one call with retries; returns result or nil, err (never raises
 -- for API failures).
-function Client:_perform(method, path, body, query, opts, ep, fallback_path)
+function Client:_perform(method, path, body, query, opts, ep, fallback_path, expires)
   path, fallback_path = self:_route(ep, path, fallback_path)
   local req, err = self:_request_table(method, path, body, query, opts, ep)
   if not req then
@@ -189,8 +192,14 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path)
   local transport = self._transport
   local key = req.secret
 
-  local function attempt(n)
+  local policy = self:_policy(method, ep, opts)
+  policy.timeout, policy.connect_timeout = req.timeout, req.connect_timeout
+  policy.path, policy.secret = req.path, req.secret
+  policy.expires = expires          -- a fallback route (or a batch) keeps the call's deadline
+
+  local function attempt(n, timeout, connect_timeout)
     local started = now()
+    req.timeout, req.connect_timeout = timeout, connect_timeout
     local result, e = interpret(req, expect, transport:request(req))
     if self._logger then
       self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
@@ -201,11 +210,11 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path)
   end
 
   local result
-  result, err = retry.run(attempt, self:_policy(method, ep, opts))
+  result, err = retry.run(attempt, policy)
   if err and fallback_path and unknown_route(err) then
     -- an older server: the route has its v1 name there
     self._fallbacks[ep.name] = true
-    return self:_perform(method, fallback_path, body, query, opts, ep, nil)
+    return self:_perform(method, fallback_path, body, query, opts, ep, nil, policy.expires)
   end
   if err then
     return nil, err

@@ -10,13 +10,24 @@
 --   * for idempotent requests (GET, HEAD, PUT, DELETE, PATCH, OPTIONS, or an
 --     endpoint marked idempotent), that is enough;
 --   * a POST is retried only when it provably never reached the server
---     (the connection could not be made) or the server asked for a retry
---     (429/503 with Retry-After): repeating a POST can create a duplicate
---     secret or rule.
+--     (err.request_sent == false: core.request_sent decided it from what
+--     the transport saw) or the server asked for a retry (429/503 with
+--     Retry-After): repeating a POST can create a duplicate secret or rule.
+--
+-- Every send is an attempt: transports do not re-send on their own. A
+-- failure on a reused keep-alive connection that closed before answering
+-- (err.connection_reused) is retried at once, without backoff, when it may
+-- be retried at all; it still counts against max_retries.
+--
+-- An optional deadline bounds a whole call, attempts and waits together:
+-- each attempt's timeouts are cut to what is left, no wait starts that
+-- would end past it, and the error that ends the call says so
+-- (err.deadline = the deadline in seconds).
 
 local core = require("onecli.core")
 
-local backoff = core.backoff
+local backoff, now = core.backoff, core.now
+local min = math.min
 
 local _M = { _VERSION = core._VERSION }
 
@@ -56,35 +67,102 @@ function _M.next_delay(err, n, policy)
   if n > (policy.max_retries or 0) or not _M.should_retry(err, policy.method, policy.idempotent) then
     return nil
   end
-  local delay = backoff(n, {
-    base = policy.base,
-    max = policy.max,
-    retry_after = err.retry_after,
-    max_retry_after = policy.max_retry_after,
-  })
+  local delay
+  if err.connection_reused then
+    delay = 0
+  else
+    delay = backoff(n, {
+      base = policy.base,
+      max = policy.max,
+      retry_after = err.retry_after,
+      max_retry_after = policy.max_retry_after,
+    })
+  end
+  if policy.expires and now() + delay >= policy.expires then
+    err.deadline = policy.deadline      -- the next attempt could not start in time
+    return nil
+  end
   if policy.on_retry then
     policy.on_retry(err, n, delay)
   end
   return delay
 end
 
---- Runs attempt(n) until it succeeds or retrying stops.
--- attempt(n) returns result (success) or nil, err.
--- policy: as for next_delay, plus sleep=function(seconds).
+--- Starts the deadline of a call (policy.deadline seconds from now), if
+-- it has one.
+function _M.start(policy)
+  if policy.deadline and not policy.expires then
+    policy.expires = now() + policy.deadline
+  end
+  return policy
+end
+
+--- The timeouts of the next attempt: policy.timeout and
+-- policy.connect_timeout, cut to what is left before the deadline.
+-- Returns timeout, connect_timeout, cut (true when the deadline cut
+-- them), or nil when no time is left.
+function _M.limits(policy)
+  local timeout, connect_timeout = policy.timeout, policy.connect_timeout
+  if not policy.expires then
+    return timeout, connect_timeout, false
+  end
+  local left = policy.expires - now()
+  if left <= 0 then
+    return nil
+  end
+  if timeout == nil or left < timeout then
+    return left, min(connect_timeout or left, left), true
+  end
+  return timeout, connect_timeout and min(connect_timeout, left), false
+end
+
+--- The error of a call whose deadline passed before its first attempt
+-- (policy.method, policy.path, policy.secret name it). Nothing was sent.
+function _M.late_error(policy)
+  return core.transport_error(policy.method, policy.path, "OPERATION_TIMEDOUT",
+    string.format("the call's deadline of %g s passed before it could start", policy.deadline),
+    { request_sent = false, secret = policy.secret })
+end
+
+--- After an attempt whose timeouts the deadline cut ended in a timeout:
+-- the deadline is why.
+function _M.cut_short(err, policy)
+  if err.type == "timeout_error" then
+    err.deadline = policy.deadline
+  end
+end
+
+--- Runs attempt(n, timeout, connect_timeout) until it succeeds or
+-- retrying stops. attempt returns result (success) or nil, err.
+-- policy: as for next_delay, plus sleep=function(seconds), and timeout,
+-- connect_timeout, deadline (seconds; optional).
 -- Returns result, nil, attempts | nil, err, attempts (err.attempts set).
 function _M.run(attempt, policy)
-  local n = 0
+  _M.start(policy)
+  local n, last = 0, nil
   while true do
     n = n + 1
-    local result, err = attempt(n)
+    local timeout, connect_timeout, cut = _M.limits(policy)
+    if timeout == nil then       -- (a sleep overshot, or a batch slot came late)
+      local err = last or _M.late_error(policy)
+      err.deadline, err.attempts = policy.deadline, last and n - 1 or 1
+      return nil, err, n - 1
+    end
+    local result, err = attempt(n, timeout, connect_timeout)
     if err == nil then
       return result, nil, n
+    end
+    if cut then
+      _M.cut_short(err, policy)
     end
     local delay = _M.next_delay(err, n, policy)
     if delay == nil then
       return nil, err, n
     end
-    policy.sleep(delay)
+    last = err
+    if delay > 0 then
+      policy.sleep(delay)
+    end
   end
 end
 

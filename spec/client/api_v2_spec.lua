@@ -133,9 +133,20 @@ describe("API against a v2 server", function()
 
   it("an org key needs a project: sent as X-Project-Id and X-Workspace-Id", function()
     local c = new_client({ api_key = srv.org_key })
-    local err = raised(c.agents.list, c.agents)
+    -- a method of workspace scope says so at the call, before sending
+    local before = #srv:requests()
+    local ok, msg = pcall(c.agents.list, c.agents)
+    assert.is_false(ok)
+    assert.matches("^onecli: agents.list: an organization key %(oc_org_%.%.%.%) needs a workspace", msg)
+    assert.matches("project_id", msg, 1, true)
+    assert.matches("ONECLI_WORKSPACE_ID", msg, 1, true)
+    assert.are.equal(before, #srv:requests(), "nothing is sent")
+    -- a raw call goes out; the server's 401 then gets a hint naming the option
+    local err = raised(c.request, c, "GET", "/agents")
     assert.are.equal(401, err.status)
     assert.are.equal("X-Workspace-Id (formerly X-Project-Id) header is required", err.message)
+    assert.matches("project_id", err.hint, 1, true)
+    assert.matches("ONECLI_PROJECT_ID", tostring(err), 1, true)
     assert.is_string(c.user:get().email)   -- /user needs no workspace on v2
     local list = c.agents:list({ project_id = srv.project_id })
     assert.are.equal(1, #list)

@@ -230,18 +230,17 @@ function SCENARIOS.sleep()
   end, 2, 3)
 end
 
--- 4. close() with a transfer in flight fails it with an error object.
+-- 4. close() with a transfer in flight fails it with an error object; a
+-- call made after close() is misuse, raised at the call.
 function SCENARIOS.close()
   local onecli = require("onecli")
   local nvim = require("onecli.transport.nvim")
   local client = nvim.client{ max_retries = 0 }
   client.agents:list({ callback = function(res, err)
     obs.cancelled = { result = res == nil and "nil" or type(res), err = describe_error(onecli, err) }
-    client.agents:list({ callback = function(res2, err2)
-      obs.after_close = { result = res2 == nil and "nil" or type(res2),
-                          err = describe_error(onecli, err2) }
-      finish()
-    end })
+    local ok, msg = pcall(client.agents.list, client.agents, { callback = function() end })
+    obs.after_close = { raised = not ok, message = tostring(msg) }
+    finish()
   end })
   local timer = uv.new_timer()
   timer:start(200, 0, function()

@@ -17,9 +17,10 @@
 -- the verification settings, so a connection made without verification is
 -- never handed to a client that verifies. A request marked fresh_connect
 -- (every POST: see README, Retries) never gets a pooled connection (its
--- new one joins the pool afterwards); any other request that finds its
--- pooled connection closed by the server is sent again once on a new
--- one, as libcurl does. Response bodies are capped at max_response_size.
+-- new one joins the pool afterwards); a request that finds its pooled
+-- connection closed by the server is not sent again here: the error says
+-- connection_reused and the retry loop retries it at once, counting it
+-- as an attempt. Response bodies are capped at max_response_size.
 -- Retries sleep with ngx.sleep (transport.sleep). JSON, the error
 -- normalizer and the backoff arithmetic stay in onecli.core: pure
 -- functions, safe inside nginx.
@@ -892,18 +893,19 @@ function Transport:request(req)
     max_response = self.max_response,
   }
   local fresh = req.fresh_connect == true
-  local status, headers, rbody, sent, stale = self:_exchange(req, u, payload, ctx, fresh)
-  if not status and stale and not fresh then
-    -- libcurl too sends a request again, once, when a reused connection
-    -- turns out to be closed; requests that must not be repeated never
-    -- get a reused connection (fresh_connect)
-    status, headers, rbody, sent = self:_exchange(req, u, payload, ctx, true)
-  end
+  local status, headers, rbody, wrote, stale = self:_exchange(req, u, payload, ctx, fresh)
   if not status then
+    -- one decision for every transport: started writing = may have been sent
+    local sent = core.request_sent(headers, { sends = wrote and 1 or 0 })
     local err = transport_error(method, path, headers, rbody,
                                 { secret = req.secret, request_sent = sent })
     if headers == "RESPONSE_TOO_LARGE" then
       err.retryable = false
+    end
+    if stale then
+      -- a pooled connection closed before answering: never re-sent here
+      -- (the retry loop counts it as an attempt and retries it at once)
+      err.connection_reused = true
     end
     return nil, err
   end
