@@ -11,9 +11,15 @@
  * when a Lua error interrupts a request half-way. libcurl's callbacks get
  * the exchange, never a lua_State.
  */
+#define _POSIX_C_SOURCE 200112L
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 
 #include "onecli.h"
 
@@ -202,11 +208,93 @@ static size_t write_header(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* ---------------------------------------------------------------- */
+/* connections                                                      */
+
+/* libcurl made a socket: remember it as not used yet. */
+static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    onecli_conns_t *c = ud;
+    int i;
+    if (c == NULL || purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKOPT_OK;
+    for (i = 0; i < c->n; i++) {
+        if (c->s[i].fd == fd) {     /* a number the system gave out again */
+            c->s[i].used = 0;
+            return CURL_SOCKOPT_OK;
+        }
+    }
+    if (c->n < ONECLI_CONNS_MAX) {
+        i = c->n++;
+    } else {
+        i = c->next;
+        c->next = (c->next + 1) % ONECLI_CONNS_MAX;
+    }
+    c->s[i].fd = fd;
+    c->s[i].used = 0;
+    return CURL_SOCKOPT_OK;
+}
+
+static int local_port(curl_socket_t fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)(void *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)(void *)&ss)->sin6_port);
+    return -1;
+}
+
+/* Before a request goes out on a connection that has carried one: is
+ * something waiting on it? An answer that ran past its length (or a
+ * second answer nobody asked for) would be taken for this request's; a
+ * close would lose it. Returns 0 (clean), 1 (data waiting), 2 (closed). */
+static int stale_connection(onecli_exchange_t *x, int port)
+{
+    onecli_conns_t *c = x->conns;
+    struct pollfd pfd;
+    char byte;
+    ssize_t n;
+    int i;
+    if (c == NULL || port <= 0)
+        return 0;
+    for (i = 0; i < c->n; i++) {
+        if (local_port(c->s[i].fd) == port)
+            break;
+    }
+    if (i == c->n)
+        return 0;                   /* not ours to judge */
+    if (!c->s[i].used) {
+        c->s[i].used = 1;           /* a new connection: its first request */
+        return 0;
+    }
+    pfd.fd = c->s[i].fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) <= 0)
+        return 0;
+    if (pfd.revents & (POLLERR | POLLHUP | POLLNVAL))
+        return 2;
+    if (x->tls)
+        return 1;                   /* records nobody asked for (or an alert) */
+    n = recv(c->s[i].fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0)
+        return 1;
+    if (n == 0)
+        return 2;
+    return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? 0 : 2;
+}
+
 #if LIBCURL_VERSION_NUM >= 0x075000
 /* Runs right before the request is written, once per send. A second call
  * within one transfer is libcurl re-sending the request by itself (a
  * reused connection closed without an answer): refused, so that every
- * send is an attempt the retry loop counts and decides on. */
+ * send is an attempt the retry loop counts and decides on. A reused
+ * connection with something waiting on it is refused too, before anything
+ * is written (libcurl 7.88 still reuses such a connection). */
 static int prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
                   int conn_primary_port, int conn_local_port)
 {
@@ -214,14 +302,32 @@ static int prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
     (void)conn_primary_ip;
     (void)conn_local_ip;
     (void)conn_primary_port;
-    (void)conn_local_port;
-    if (++x->sends > 1) {
+    if (x->sends >= 1) {
         x->resend_refused = 1;
         return CURL_PREREQFUNC_ABORT;
     }
+    x->stale = stale_connection(x, conn_local_port);
+    if (x->stale)
+        return CURL_PREREQFUNC_ABORT;      /* nothing was written */
+    x->sends++;
     return CURL_PREREQFUNC_OK;
 }
 #endif
+
+int onecli_exchange_redo(onecli_exchange_t *x, CURL *easy, CURLcode rc)
+{
+    if (rc != CURLE_ABORTED_BY_CALLBACK || !x->stale || x->redone)
+        return 0;
+    if (curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L) != CURLE_OK)
+        return 0;
+    x->redone = 1;
+    x->stale = 0;
+    x->body.len = 0;
+    x->head.len = 0;
+    x->too_large = 0;
+    x->errbuf[0] = '\0';
+    return 1;
+}
 
 void onecli_exchange_finish(onecli_exchange_t *x)
 {
@@ -458,6 +564,9 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->sends = -1;                  /* not counted */
 #endif
     x->resend_refused = 0;
+    x->stale = 0;
+    x->redone = 0;
+    x->tls = strncmp(r->url, "https:", 6) == 0 || strncmp(r->url, "HTTPS:", 6) == 0;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
 
@@ -483,6 +592,8 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     SETOPT(CURLOPT_PREREQFUNCTION, prereq);
     SETOPT(CURLOPT_PREREQDATA, (void *)x);
 #endif
+    SETOPT(CURLOPT_SOCKOPTFUNCTION, on_socket);
+    SETOPT(CURLOPT_SOCKOPTDATA, (void *)x->conns);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
@@ -533,7 +644,20 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
     }
     curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
     sent = onecli_request_sent(curl_code_name(rc), x->sends, request_size);
-    if (x->resend_refused) {
+    if (x->stale) {
+        /* refused before anything was written: nothing was sent */
+        onecli_error_push_transport(L, r->method, where,
+                                    x->stale == 1 ? "WEIRD_SERVER_REPLY" : "GOT_NOTHING",
+                                    x->stale == 1
+                                    ? "the server sent data nobody asked for on a kept-alive "
+                                      "connection (an answer longer than it said?); the "
+                                      "connection was dropped before sending"
+                                    : "a kept-alive connection was closed by the server; it "
+                                      "was dropped before sending",
+                                    r->secret, 0);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "connection_reused");
+    } else if (x->resend_refused) {
         /* the request went out on a reused connection, which closed
          * without an answer; libcurl's own re-send was refused */
         onecli_error_push_transport(L, r->method, where, "GOT_NOTHING",

@@ -60,6 +60,7 @@ typedef struct onecli_multi_t {
     lua_Integer last_id;
     size_t pending;
     onecli_options_t o;
+    onecli_conns_t conns;        /* the sockets of the shared connection cache */
 } onecli_multi_t;
 
 static onecli_multi_t *check_multi(lua_State *L, int idx)
@@ -95,6 +96,7 @@ static onecli_xfer_t *free_slot(lua_State *L, onecli_multi_t *m)
         xf = calloc(1, sizeof *xf);
         if (xf == NULL)
             luaL_error(L, "not enough memory");
+        xf->x.conns = &m->conns;
         m->slots[m->nslots++] = xf;
         m->free_list = xf;
     }
@@ -164,6 +166,9 @@ static void drain(onecli_multi_t *m)
         xf = (onecli_xfer_t *)(void *)priv;
         if (xf == NULL || xf->state != XFER_RUNNING)
             continue;
+        if (onecli_exchange_redo(&xf->x, easy, result)
+                && curl_multi_add_handle(m->multi, easy) == CURLM_OK)
+            continue;      /* nothing went out on the stale connection: again, on a new one */
         xf->result = result;
         xf->started = 1;
         onecli_exchange_finish(&xf->x);

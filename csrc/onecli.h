@@ -101,6 +101,18 @@ typedef struct onecli_request_t {
     int headers_idx;          /* stack index of the headers table, or 0 */
 } onecli_request_t;
 
+/* The sockets a Transport or a Multi has opened, and whether each has
+ * carried a request yet: a request about to go out on one that has is on
+ * a reused (kept-alive) connection, which must have nothing waiting on it. */
+#define ONECLI_CONNS_MAX 64
+typedef struct onecli_conns_t {
+    struct {
+        curl_socket_t fd;
+        int used;
+    } s[ONECLI_CONNS_MAX];
+    int n, next;
+} onecli_conns_t;
+
 /* The C side of one exchange: request header list, response buffers and
  * libcurl's error text. Always embedded in memory a userdata owns. */
 typedef struct onecli_exchange_t {
@@ -111,6 +123,10 @@ typedef struct onecli_exchange_t {
     int too_large;
     long sends;               /* times the request started out; -1: unknown */
     int resend_refused;       /* libcurl tried to send it a second time */
+    int stale;                /* a reused connection had something waiting: 1 data, 2 closed */
+    int redone;               /* the transfer was started again on a new connection */
+    int tls;                  /* https */
+    onecli_conns_t *conns;    /* the owner's sockets (set once by the owner) */
     char errbuf[CURL_ERROR_SIZE];
 } onecli_exchange_t;
 
@@ -137,6 +153,12 @@ ONECLI_HIDDEN void onecli_request_read(lua_State *L, int idx,
  * was allocated is owned by x). Returns libcurl's verdict on the options. */
 ONECLI_HIDDEN CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x,
         CURL *easy, const onecli_options_t *o, const onecli_request_t *r);
+/* After a transfer ended with rc: if it was refused before anything was
+ * written because its reused connection had something waiting (and it
+ * was not redone yet), sets easy up to go again on a new connection and
+ * returns 1; the caller performs it again. Nothing was sent, so this is
+ * not an attempt. */
+ONECLI_HIDDEN int onecli_exchange_redo(onecli_exchange_t *x, CURL *easy, CURLcode rc);
 /* Frees the request header list (the transfer is over). */
 ONECLI_HIDDEN void onecli_exchange_finish(onecli_exchange_t *x);
 /* Also empties the buffers, keeping small ones for the next exchange. */

@@ -33,6 +33,7 @@ typedef struct onecli_transport_t {
     CURL *easy;
     onecli_exchange_t x;
     onecli_options_t o;
+    onecli_conns_t conns;
 } onecli_transport_t;
 
 /* ---------------------------------------------------------------- */
@@ -107,6 +108,7 @@ static int l_new_transport(lua_State *L)
     onecli_options_read(L, 1, &o, &ca_file, &user_agent);
     t = (onecli_transport_t *)lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
+    t->x.conns = &t->conns;
     luaL_getmetatable(L, TRANSPORT_MT);
     lua_setmetatable(L, -2);
     /* from here on the userdata owns every allocation: raising is safe */
@@ -139,6 +141,8 @@ static int transport_request(lua_State *L)
         return 2;
     }
     rc = curl_easy_perform(t->easy);
+    if (onecli_exchange_redo(&t->x, t->easy, rc))
+        rc = curl_easy_perform(t->easy);   /* nothing went out on the stale one */
     onecli_exchange_finish(&t->x);
     if (rc != CURLE_OK) {
         onecli_exchange_push_error(L, &t->x, t->easy, rc, &r, 1);
