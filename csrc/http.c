@@ -203,8 +203,10 @@ static size_t write_header(char *data, size_t size, size_t nmemb, void *ud)
     /* keep only the last response's headers (after 1xx or proxy CONNECT) */
     if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
         x->head.len = 0;
-    if (!buffer_append(&x->head, data, n, MAX_HEAD_SIZE))
+    if (!buffer_append(&x->head, data, n, MAX_HEAD_SIZE)) {
+        x->head_too_large = 1;
         return 0;
+    }
     return n;
 }
 
@@ -313,6 +315,62 @@ static int prereq(void *ud, char *conn_primary_ip, char *conn_local_ip,
     return CURL_PREREQFUNC_OK;
 }
 #endif
+
+/* The value of the next Content-Length header line at or after p in the
+ * head, or NULL; *vlen its length. Advances *p past the line. */
+static const char *next_content_length(const char **p, const char *end, size_t *vlen)
+{
+    static const char name[] = "content-length:";
+    while (*p < end) {
+        const char *line = *p, *eol = memchr(line, '\n', (size_t)(end - line)), *v, *ve;
+        size_t i;
+        *p = eol ? eol + 1 : end;
+        if ((size_t)((eol ? eol : end) - line) < sizeof name - 1)
+            continue;
+        for (i = 0; i < sizeof name - 1; i++) {
+            char c = line[i];
+            if ((c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c) != name[i])
+                break;
+        }
+        if (i < sizeof name - 1)
+            continue;
+        v = line + sizeof name - 1;
+        ve = eol ? eol : end;
+        while (v < ve && (*v == ' ' || *v == '\t'))
+            v++;
+        while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+            ve--;
+        *vlen = (size_t)(ve - v);
+        return v;
+    }
+    return NULL;
+}
+
+CURLcode onecli_exchange_inspect(onecli_exchange_t *x)
+{
+    const char *h = x->head.data, *end = h + x->head.len, *p = h, *first, *v;
+    size_t n = x->head.len, first_len, vlen;
+    /* every head ends with an empty line; libcurl 7.88 takes a close in
+     * the middle of the head for the end of an answer with no body */
+    if (n < 2 || !(h[n - 1] == '\n' && (h[n - 2] == '\n' || (n >= 3 && h[n - 2] == '\r'
+                                                               && h[n - 3] == '\n')))) {
+        snprintf(x->errbuf, sizeof x->errbuf, "the server closed the connection in the "
+                 "middle of the response head");
+        return CURLE_PARTIAL_FILE;
+    }
+    /* RFC 9112 6.3: different Content-Length values are an error the
+     * recipient cannot recover from (which one framed the body?) */
+    first = next_content_length(&p, end, &first_len);
+    while (first != NULL && (v = next_content_length(&p, end, &vlen)) != NULL) {
+        if (vlen != first_len || memcmp(v, first, vlen) != 0) {
+            snprintf(x->errbuf, sizeof x->errbuf, "the answer has contradictory "
+                     "Content-Length headers");
+            x->final = 1;
+            return CURLE_WEIRD_SERVER_REPLY;
+        }
+    }
+    return CURLE_OK;
+}
 
 int onecli_exchange_redo(onecli_exchange_t *x, CURL *easy, CURLcode rc)
 {
@@ -558,6 +616,7 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->body.len = 0;
     x->head.len = 0;
     x->too_large = 0;
+    x->head_too_large = 0;
 #if LIBCURL_VERSION_NUM >= 0x075000
     x->sends = 0;
 #else
@@ -566,6 +625,7 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->resend_refused = 0;
     x->stale = 0;
     x->redone = 0;
+    x->final = 0;
     x->tls = strncmp(r->url, "https:", 6) == 0 || strncmp(r->url, "HTTPS:", 6) == 0;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
@@ -666,6 +726,15 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
                                     r->secret, 1);
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "connection_reused");
+    } else if (x->head_too_large || strstr(x->errbuf, "Too large response headers") != NULL
+               || rc == CURLE_OUT_OF_MEMORY) {
+        /* libcurl caps a header line at 100 KB (OUT_OF_MEMORY) and the head
+         * at 300 KB: the same answer will never fit */
+        onecli_error_push_transport(L, r->method, where, "RESPONSE_TOO_LARGE",
+                                    x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc),
+                                    r->secret, sent);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "retryable");
     } else if (x->too_large) {
         lua_pushfstring(L, "response body larger than max_response_size "
                         "(%d bytes)", (int)x->max_response);
@@ -678,6 +747,10 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
         onecli_error_push_transport(L, r->method, where, curl_code_name(rc),
                                     x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc),
                                     r->secret, sent);
+        if (x->final) {
+            lua_pushboolean(L, 0);
+            lua_setfield(L, -2, "retryable");
+        }
     }
 }
 

@@ -169,6 +169,8 @@ static void drain(onecli_multi_t *m)
         if (onecli_exchange_redo(&xf->x, easy, result)
                 && curl_multi_add_handle(m->multi, easy) == CURLM_OK)
             continue;      /* nothing went out on the stale connection: again, on a new one */
+        if (result == CURLE_OK)
+            result = onecli_exchange_inspect(&xf->x);
         xf->result = result;
         xf->started = 1;
         onecli_exchange_finish(&xf->x);

@@ -121,10 +121,12 @@ typedef struct onecli_exchange_t {
     onecli_buffer_t head;
     size_t max_response;
     int too_large;
+    int head_too_large;
     long sends;               /* times the request started out; -1: unknown */
     int resend_refused;       /* libcurl tried to send it a second time */
     int stale;                /* a reused connection had something waiting: 1 data, 2 closed */
     int redone;               /* the transfer was started again on a new connection */
+    int final;                /* the failure is not one a retry can help */
     int tls;                  /* https */
     onecli_conns_t *conns;    /* the owner's sockets (set once by the owner) */
     char errbuf[CURL_ERROR_SIZE];
@@ -159,6 +161,10 @@ ONECLI_HIDDEN CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *
  * returns 1; the caller performs it again. Nothing was sent, so this is
  * not an attempt. */
 ONECLI_HIDDEN int onecli_exchange_redo(onecli_exchange_t *x, CURL *easy, CURLcode rc);
+/* After a transfer libcurl completed: is the answer well-formed? A head
+ * cut short by a close, or contradictory Content-Length headers, are
+ * failures (with x->errbuf set). Returns CURLE_OK or the failure's code. */
+ONECLI_HIDDEN CURLcode onecli_exchange_inspect(onecli_exchange_t *x);
 /* Frees the request header list (the transfer is over). */
 ONECLI_HIDDEN void onecli_exchange_finish(onecli_exchange_t *x);
 /* Also empties the buffers, keeping small ones for the next exchange. */
