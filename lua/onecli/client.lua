@@ -62,8 +62,14 @@ function Client:has_api_key()
   return keys.get(self) ~= nil
 end
 
+-- A log line is redacted and bounded (a 1 MB id must not make a 1 MB line).
+local LOG_LINE_MAX = 2048
+
 function Client:_log(line)
   if self._logger then
+    if #line > LOG_LINE_MAX then
+      line = line:sub(1, LOG_LINE_MAX - 3) .. "..."
+    end
     self._logger(redact(line, keys.get(self)))
   end
 end

@@ -153,6 +153,14 @@ describe("hostile input and answers", function()
       assert.are.equal(404, err.status)
       assert.is_true(#err.path <= 1024, "path of " .. #err.path)
       assert.is_true(#tostring(err) <= 4096, "tostring of " .. #tostring(err))
+      -- and so is a log line about it
+      local lines = {}
+      c = onecli.new({ url = "http://127.0.0.1:1", raise = false, getenv = function() end,
+                       log = function(l) lines[#lines + 1] = l end, max_retries = 0,
+                       transport = scripted({ { 404, {}, "" } }) })
+      c.agents:get(string.rep("a", 1024 * 1024))
+      assert.is_true(#lines > 0)
+      for _, l in ipairs(lines) do assert.is_true(#l <= 2048, "a log line of " .. #l) end
     end)
   end)
 
