@@ -18,6 +18,8 @@
 --   query          names of the query parameters the call accepts
 --   response       "json" (default) | "text" (returns the body string: markdown,
 --                  PEM) | "redirect" (returns the Location URL, not followed)
+--   nullable       the JSON answer may be null (returned as onecli.null); any
+--                  other JSON answer must be an object or an array
 --   base           "gateway": the path is on the gateway origin (approvals),
 --                  resolved from gateway_url / ONECLI_GATEWAY_URL / GET /gateway-url
 --   fallback       path template tried once when the server does not know
@@ -354,8 +356,8 @@ return {
     doc = "Set the default action: \"allow\" or \"block\"" },
   { "org.policy.publish", "POST", "/org/policy/publish", ANY, body = "optional", since = "v2",
     doc = "Publish the draft policy" },
-  { "org.policy.last_publish", "GET", "/org/policy/last-publish", ANY, since = "v2",
-    doc = "When and by whom the policy was last published" },
+  { "org.policy.last_publish", "GET", "/org/policy/last-publish", ANY, since = "v2", nullable = true,
+    doc = "When and by whom the policy was last published (onecli.null before the first publish)" },
 
   -- partner API (partner key oc_partner_...; OneCLI Cloud v1, removed in Aug 2026)
   { "org.partner.inherited_secrets", "GET", "/org/partner/inherited-secrets", ANY, since = PARTNER,

@@ -119,7 +119,8 @@ function onecli.json_decode(text) end
 ---@field shorthand? string
 ---@field arrays? string[]
 ---@field query_names? string[]
----@field response "json"|"text"|"redirect"
+---@field response "json"|"json_or_null"|"text"|"redirect"
+---@field nullable? boolean the JSON answer may be null (onecli.null)
 ---@field idempotent boolean
 ---@field base? "gateway"
 ---@field fallback? string
@@ -1648,7 +1649,7 @@ function onecli_org_policy:set_default(body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_org_policy:publish(body, opts) end
 
----When and by whom the policy was last published.
+---When and by whom the policy was last published (onecli.null before the first publish).
 ---
 ---`GET /v1/org/policy/last-publish` · scope: any · servers: v2 · retried automatically
 ---

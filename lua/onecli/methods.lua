@@ -73,7 +73,7 @@ local SCOPES = { project = true, any = true, none = true }
 local ENTRY_FIELDS = {
   body = true, shorthand = true, arrays = true, query = true, response = true,
   idempotent = true, after = true, doc = true, base = true, fallback = true,
-  timeout = true, since = true,
+  timeout = true, since = true, nullable = true,
 }
 local RESPONSES = { json = true, text = true, redirect = true }
 
@@ -114,7 +114,9 @@ local function compile(e)
   return {
     name = name, method = method, path = template, scope = scope,
     params = params, body = e.body, shorthand = e.shorthand, arrays = e.arrays,
-    query = query, query_names = e.query, response = e.response or "json",
+    query = query, query_names = e.query,
+    -- what the pipeline expects: "json" | "json_or_null" | "text" | "redirect"
+    response = e.response or (e.nullable and "json_or_null" or "json"), nullable = e.nullable,
     idempotent = idempotent, after = e.after, doc = e.doc, base = e.base,
     fallback = e.fallback, timeout = e.timeout, since = e.since,
     shorthand_is_array = shorthand_is_array,

@@ -16,7 +16,7 @@ local keys = require("onecli.keys")
 local error, type, pairs, tostring = error, type, pairs, tostring
 local fmt = string.format
 local floor = math.floor
-local json_decode = core.json_decode
+local json_decode, null = core.json_decode, core.null
 local normalize = core.normalize
 local now = core.now
 
@@ -30,7 +30,8 @@ local function is_nonempty_string(v)
 end
 
 --- Turns one transport answer into a result or an error object.
--- expect: "json" | "text" | "redirect". Public for other drivers (batch).
+-- expect: "json" | "json_or_null" | "text" | "redirect". Public for other
+-- drivers (batch).
 local function interpret(req, expect, status, headers, body)
   if status == nil then
     local err = headers
@@ -54,7 +55,7 @@ local function interpret(req, expect, status, headers, body)
       -- every OneCLI JSON success is an object or an array; a bare
       -- string, number, boolean or null is not an answer to use
       local value = json_decode(body)
-      if type(value) == "table" then
+      if type(value) == "table" or (value == null and expect == "json_or_null") then
         return value
       end
     end
