@@ -1,7 +1,7 @@
 -- Every generated method against the stand-in in v1 mode (v1.41.0, local
--- mode: no key needed, a default agent exists). Tests run in file order
--- and build on each other's state; the last one checks that every
--- endpoint of onecli.endpoints was called here.
+-- mode: no key needed, a default agent exists). Each test starts from a
+-- reset server and a new client, and makes what it needs (new_agent,
+-- new_secret, default_agent): any one runs alone, in any order.
 local onecli = require("onecli")
 local launcher = require("standin.launcher")
 local api = require("support.api")
@@ -13,16 +13,34 @@ local function track(c) return api.track(c, exercised) end
 local raised = api.raised
 
 describe("API against a v1 server", function()
-  local agent_id, secret_id, rule_id, connection_id, default_id
+  local rule_id, connection_id
+
+  local function new_agent()
+    return client.agents:create({ name = "Spec Agent", identifier = "spec-agent" }).id
+  end
+  local function new_secret()
+    return client.secrets:create({ name = "Example key", type = "generic", value = "tok_123456789",
+      hostPattern = "api.example.com", injectionConfig = { headerName = "Authorization" } }).id
+  end
+  local function default_agent()
+    return client.agents:list()[1].id    -- v1 lists the default agent first
+  end
 
   setup(function()
     srv = launcher.start({ mode = "v1" })
-    client = track(onecli.new({ url = srv.url, max_retries = 0, getenv = function() end }))
   end)
 
   teardown(function()
-    if client then client:close() end
     if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    srv:reset()
+    client = track(onecli.new({ url = srv.url, max_retries = 0, getenv = function() end }))
+  end)
+
+  after_each(function()
+    client:close()
   end)
 
   it("health", function()
@@ -37,7 +55,6 @@ describe("API against a v1 server", function()
     assert.is_true(agents[1].isDefault)
     assert.are.equal("default", agents[1].identifier)
     assert.are.equal("integer", math.type and math.type(agents[1]._count.agentSecrets) or "integer")
-    default_id = agents[1].id
   end)
 
   it("agents:create creates, and a duplicate identifier is a 409", function()
@@ -46,7 +63,6 @@ describe("API against a v1 server", function()
     assert.are.equal("spec-agent", a.identifier)
     assert.is_string(a.createdAt)
     assert.is_nil(a.accessToken)
-    agent_id = a.id
     local err = raised(client.agents.create, client.agents, { name = "Dup", identifier = "spec-agent" })
     assert.are.equal(409, err.status)
     assert.are.equal("invalid_request_error", err.type)
@@ -64,6 +80,7 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:get is not served by v1 (unknown route)", function()
+    local agent_id = new_agent()
     local err = raised(client.agents.get, client.agents, agent_id)
     assert.are.equal(404, err.status)
     assert.are.equal("invalid_request_error", err.type)
@@ -71,6 +88,7 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:rename and agents:update", function()
+    local agent_id = new_agent()
     assert.is_true(client.agents:rename(agent_id, "Renamed").success)
     assert.is_true(client.agents:update(agent_id, { name = "Updated" }).success)
     local names = {}
@@ -83,6 +101,7 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:get_default and agents:set_default", function()
+    local default_id, agent_id = default_agent(), new_agent()
     assert.are.equal(default_id, client.agents:get_default().id)
     assert.is_true(client.agents:set_default(agent_id).success)
     assert.are.equal(agent_id, client.agents:get_default().id)
@@ -92,11 +111,13 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:regenerate_token", function()
+    local agent_id = new_agent()
     local r = client.agents:regenerate_token(agent_id)
     assert.matches("^aoc_", r.accessToken)
   end)
 
   it("agents:set_secret_mode", function()
+    local agent_id = new_agent()
     assert.is_true(client.agents:set_secret_mode(agent_id, "selective").success)
     local err = raised(client.agents.set_secret_mode, client.agents, agent_id, "bogus")
     assert.are.equal(400, err.status)
@@ -108,7 +129,7 @@ describe("API against a v1 server", function()
       value = "sk-ant-api03-abcdefghijklmnop", hostPattern = "api.anthropic.com" })
     assert.is_string(s.id)
     assert.is_string(s.preview)
-    secret_id = s.id
+    local secret_id = s.id
     local found
     for _, x in ipairs(client.secrets:list()) do
       if x.id == secret_id then found = x end
@@ -124,6 +145,7 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:get_secrets and agents:set_secrets, including an empty list", function()
+    local agent_id, secret_id = new_agent(), new_secret()
     assert.are.same({}, client.agents:get_secrets(agent_id))
     assert.is_true(client.agents:set_secrets(agent_id, { secret_id }).success)
     assert.are.same({ secret_id }, client.agents:get_secrets(agent_id))
@@ -134,6 +156,7 @@ describe("API against a v1 server", function()
   end)
 
   it("secrets:delete", function()
+    local secret_id = new_secret()
     assert.is_true(client.secrets:delete(secret_id))
     local err = raised(client.secrets.delete, client.secrets, secret_id)
     assert.are.equal(404, err.status)
@@ -241,6 +264,7 @@ describe("API against a v1 server", function()
   end)
 
   it("agents:delete, and the default agent cannot be deleted", function()
+    local default_id, agent_id = default_agent(), new_agent()
     assert.is_true(client.agents:delete(agent_id))
     local err = raised(client.agents.delete, client.agents, agent_id)
     assert.are.equal("Agent not found", err.message)

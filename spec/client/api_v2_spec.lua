@@ -1,5 +1,7 @@
 -- Every generated method against the stand-in in v2 mode (v2.0.1: keys
 -- required, x-request-id on every response, retired routes answer 410).
+-- Each test starts from a reset server and a new client and makes what it
+-- needs: any one runs alone, in any order.
 local launcher = require("standin.launcher")
 local api = require("support.api")
 
@@ -24,16 +26,25 @@ local function assert_gone(err)
 end
 
 describe("API against a v2 server", function()
-  local agent_id, secret_id, connection_id
+  local function new_agent()
+    return client.agents:create({ name = "V2 Agent", identifier = "v2-agent" }).id
+  end
 
   setup(function()
     srv = launcher.start({ mode = "v2" })
-    client = track(new_client({ api_key = srv.api_key }))
   end)
 
   teardown(function()
-    if client then client:close() end
     if srv then srv:stop() end
+  end)
+
+  before_each(function()
+    srv:reset()      -- also brings back the key a test regenerated
+    client = track(new_client({ api_key = srv.api_key }))
+  end)
+
+  after_each(function()
+    client:close()
   end)
 
   it("health needs no key", function()
@@ -56,7 +67,7 @@ describe("API against a v2 server", function()
 
   it("agents:create, list, get, update, rename, regenerate_token", function()
     local a = client.agents:create({ name = "V2 Agent", identifier = "v2-agent" })
-    agent_id = a.id
+    local agent_id = a.id
     assert.are.equal("byo", a.kind)
     local list = client.agents:list()
     assert.are.equal(1, #list)
@@ -73,6 +84,7 @@ describe("API against a v2 server", function()
   end)
 
   it("retired agent routes answer 410 naming their replacement", function()
+    local agent_id = new_agent()
     assert_gone(raised(client.agents.get_default, client.agents))
     assert_gone(raised(client.agents.set_default, client.agents, agent_id))
     assert_gone(raised(client.agents.set_secret_mode, client.agents, agent_id, "all"))
@@ -98,7 +110,7 @@ describe("API against a v2 server", function()
     local s = client.secrets:create({ name = "Generic", type = "generic", value = "tok_123456789",
       hostPattern = "api.example.com", injectionConfig = { headerName = "Authorization",
       valueFormat = "Bearer {value}" } })
-    secret_id = s.id
+    local secret_id = s.id
     local ids = {}
     for _, x in ipairs(client.secrets:list()) do ids[x.id] = x end
     assert.are.equal("workspace", ids[secret_id].scope)
@@ -116,7 +128,7 @@ describe("API against a v2 server", function()
     client.apps:connect("resend", { fields = { apiKey = "re_abcdefghijk" }, label = "Mail" })
     local conns = client.connections:list()
     assert.are.equal(1, #conns)
-    connection_id = conns[1].id
+    local connection_id = conns[1].id
     assert.are.equal("Ops", client.connections:rename(connection_id, "Ops").label)
     assert.is_true(client.connections:delete(connection_id))
     client.apps:set_config("github", { clientId = "id", clientSecret = "secret" })
@@ -132,6 +144,7 @@ describe("API against a v2 server", function()
   end)
 
   it("an org key needs a project: sent as X-Project-Id and X-Workspace-Id", function()
+    new_agent()
     local c = new_client({ api_key = srv.org_key })
     -- a method of workspace scope says so at the call, before sending
     local before = #srv:requests()
@@ -161,6 +174,7 @@ describe("API against a v2 server", function()
   end)
 
   it("agents:delete", function()
+    local agent_id = new_agent()
     assert.is_true(client.agents:delete(agent_id))
     assert.are.equal("Agent not found", raised(client.agents.delete, client.agents, agent_id).message)
   end)

@@ -8,11 +8,16 @@ describe("client.agents:ensure", function()
 
   setup(function()
     srv = launcher.start({ mode = "v2" })
-    client = api.client(srv, { api_key = srv.api_key, max_retries = 0 })
   end)
   teardown(function()
-    if client then client:close() end
     if srv then srv:stop() end
+  end)
+  before_each(function()
+    srv:reset()
+    client = api.client(srv, { api_key = srv.api_key, max_retries = 0 })
+  end)
+  after_each(function()
+    client:close()
   end)
 
   it("creates the agent when it does not exist", function()
@@ -23,6 +28,7 @@ describe("client.agents:ensure", function()
   end)
 
   it("returns the existing agent on a 409, without raising", function()
+    client.agents:create({ name = "Ensured", identifier = "ensured" })
     local agent, created = client.agents:ensure({ name = "Other name", identifier = "ensured" })
     assert.is_false(created)
     assert.are.equal("ensured", agent.identifier)
@@ -43,6 +49,9 @@ describe("client.agents:ensure", function()
   end)
 
   it("finds the agent when the create's answer was lost after the server made it", function()
+    -- the server made it (a first create), then the answer to ensure's
+    -- create is lost (a 502 from a proxy in front)
+    client.agents:create({ name = "Lost", identifier = "ensured" })
     srv:fault({ path = "/v1/agents", method = "POST", kind = "status", status = 502 })
     local agent, created = client.agents:ensure({ name = "Lost", identifier = "ensured" })
     assert.is_false(created)
