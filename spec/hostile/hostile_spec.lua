@@ -103,7 +103,11 @@ local FAULTS = {
   { "bad_chunk_size", outcome = "error" },
   { "truncated_chunked", outcome = "error" },
   { "length_excess", outcome = "ok", exact = 1 },
-  { "late_extra", outcome = "ok", exact = 1 },
+  -- in a batch, connections are reused within the 50 ms before the extra
+  -- answer arrives: one that lands after the request left cannot be told
+  -- from the answer by any HTTP/1.1 client (README, Retries), so there the
+  -- count is only bounded
+  { "late_extra", outcome = "ok", exact = 1, racy_in_batch = true },
   -- oversize
   { "huge_header_line", outcome = "error", exact = 1 },   -- RESPONSE_TOO_LARGE: not retried
   { "huge_headers", outcome = "error", exact = 1 },
@@ -273,9 +277,13 @@ local function limit_for(f, verb, max_retries)
   return 1
 end
 
-local function check_count(problems, label, f, verb, count, max_retries)
+local function check_count(problems, label, f, verb, count, max_retries, batch)
   local limit = limit_for(f, verb, max_retries)
-  if count > limit then
+  if batch and f.racy_in_batch then
+    if count > 1 then
+      problems[#problems + 1] = fmt("%s: received %d times, at most once allowed", label, count)
+    end
+  elseif count > limit then
     problems[#problems + 1] = fmt("%s: received %d times, at most %d allowed", label, count, limit)
   elseif max_retries == 0 and f.reads ~= false and count ~= 1 then
     problems[#problems + 1] = fmt("%s: received %d times with max_retries = 0, exactly once expected",
@@ -397,7 +405,7 @@ local function run_batch(title, f)
     if onecli.is_error(r) then res, err, errors = nil, r, errors + 1 end
     if ok then check_outcome(problems, label, f, true, res, err) end
     local n = stats.tags[l.tag] or 0
-    check_count(problems, label, f, l.verb, n, 2)
+    check_count(problems, label, f, l.verb, n, 2, true)
     total[l.verb] = total[l.verb] + n
     most[l.verb] = math.max(most[l.verb], n)
     words[l.verb][outcome_word(true, res, err)] = true
