@@ -133,8 +133,9 @@ static const char *const key_prefixes[] = { "oc_org_", "aoc_", "oc_" };
 
 /* Length of a key-shaped token starting at s[i], or 0: a OneCLI key
  * prefix (oc_, oc_org_, aoc_) followed by a run of letters, digits and
- * '_' with at least 16 letters or digits. The run takes the underscores
- * in so that a key glued to another (oc_AAAA...oc_<key>) goes with it. No
+ * '_' in which 16 or more letters or digits follow each other. The run
+ * takes the underscores in so that a key glued to another
+ * (oc_AAAA...oc_<key>) goes with it. No
  * word boundary is needed before it: raw bodies carry keys right after
  * escapes ("\\n", "%3D"), and masking a lookalike costs nothing. */
 static size_t key_token_length(const char *s, size_t len, size_t i)
@@ -142,7 +143,7 @@ static size_t key_token_length(const char *s, size_t len, size_t i)
     size_t p;
     for (p = 0; p < sizeof key_prefixes / sizeof key_prefixes[0]; p++) {
         const char *prefix = key_prefixes[p];
-        size_t plen = match_logical(s, len, i, prefix, strlen(prefix)), j, alnum = 0;
+        size_t plen = match_logical(s, len, i, prefix, strlen(prefix)), j, alnum = 0, run = 0;
         if (plen == 0)
             continue;
         j = i + plen;
@@ -150,9 +151,11 @@ static size_t key_token_length(const char *s, size_t len, size_t i)
             int c;
             size_t n = logical_char(s, len, j, &c);
             if (c == '_') {
+                run = 0;
                 j += n;
             } else if (c < 0x80 && isalnum(c)) {
-                alnum++;
+                if (++run > alnum)
+                    alnum = run;
                 j += n;
             } else {
                 break;

@@ -104,36 +104,23 @@ static int dot_segment(const char *s, size_t len)
     return dots == 1 || dots == 2;
 }
 
-/* Pushes what a message may show of the URL u: no userinfo, no control
- * or non-ASCII bytes, key-shaped tokens masked, at most SHOWN_MAX bytes. */
+/* Pushes what a message may show of the URL u: nothing up to its last '@'
+ * (credentials, wherever they sit: "user:key@host", "http://u:p@h", a
+ * '@' after a stray "/"), no control or non-ASCII bytes, key-shaped tokens
+ * masked, at most SHOWN_MAX bytes. */
 static const char *push_shown(lua_State *L, const char *u, size_t len)
 {
-    const char *start = u, *p, *end = u + len, *slash, *at = NULL, *sep;
+    const char *start = u, *p;
     luaL_Buffer b;
-    size_t i, n;
-    /* the authority begins after "://" when there is one */
-    sep = NULL;
-    for (p = u; p + 2 < end; p++) {
-        if (p[0] == ':' && p[1] == '/' && p[2] == '/') {
-            sep = p + 3;
-            break;
-        }
-        if (*p == '/')
-            break;
-    }
-    start = sep ? sep : u;
-    slash = memchr(start, '/', (size_t)(end - start));
-    for (p = start; p < (slash ? slash : end); p++)
+    size_t i, n, shown_len;
+    const char *shown;
+    for (p = u; p < u + len; p++)
         if (*p == '@')
-            at = p;
+            start = p + 1;
     luaL_buffinit(L, &b);
-    if (sep)
-        luaL_addlstring(&b, u, (size_t)(sep - u));
-    if (at) {
+    if (start != u)
         luaL_addstring(&b, "[credentials removed]@");
-        start = at + 1;
-    }
-    n = (size_t)(end - start);
+    n = (size_t)(u + len - start);
     for (i = 0; i < n && i < SHOWN_MAX; i++) {
         unsigned char c = (unsigned char)start[i];
         luaL_addchar(&b, (c <= 0x20 || c >= 0x7f) ? '?' : (char)c);
@@ -142,12 +129,9 @@ static const char *push_shown(lua_State *L, const char *u, size_t len)
         luaL_addstring(&b, "...");
     luaL_pushresult(&b);
     /* mask anything shaped like a key (a key pasted as the URL) */
-    {
-        size_t shown_len;
-        const char *shown = lua_tolstring(L, -1, &shown_len);
-        onecli_push_redacted(L, shown, shown_len, NULL, 0);
-        lua_remove(L, -2);
-    }
+    shown = lua_tolstring(L, -1, &shown_len);
+    onecli_push_redacted(L, shown, shown_len, NULL, 0);
+    lua_remove(L, -2);
     return lua_tostring(L, -1);
 }
 
