@@ -132,10 +132,9 @@ static size_t match_logical(const char *s, size_t len, size_t i, const char *wor
 static const char *const key_prefixes[] = { "oc_org_", "aoc_", "oc_" };
 
 /* Length of a key-shaped token starting at s[i], or 0: a OneCLI key
- * prefix (oc_, oc_org_, aoc_) followed by a run of letters, digits and
- * '_' in which 16 or more letters or digits follow each other. The run
- * takes the underscores in so that a key glued to another
- * (oc_AAAA...oc_<key>) goes with it. No
+ * prefix (oc_, oc_org_, aoc_) followed by 16 or more letters or digits;
+ * the token then runs on over letters, digits and '_', so that a key glued
+ * to it (oc_AAAA...AAAAoc_<key>) goes with it. No
  * word boundary is needed before it: raw bodies carry keys right after
  * escapes ("\\n", "%3D"), and masking a lookalike costs nothing. */
 static size_t key_token_length(const char *s, size_t len, size_t i)
@@ -143,19 +142,17 @@ static size_t key_token_length(const char *s, size_t len, size_t i)
     size_t p;
     for (p = 0; p < sizeof key_prefixes / sizeof key_prefixes[0]; p++) {
         const char *prefix = key_prefixes[p];
-        size_t plen = match_logical(s, len, i, prefix, strlen(prefix)), j, alnum = 0, run = 0;
+        size_t plen = match_logical(s, len, i, prefix, strlen(prefix)), j, alnum = 0;
         if (plen == 0)
             continue;
         j = i + plen;
         while (j < len) {
             int c;
             size_t n = logical_char(s, len, j, &c);
-            if (c == '_') {
-                run = 0;
-                j += n;
+            if (c == '_' && alnum >= 16) {
+                j += n;                 /* past the 16: the run goes on */
             } else if (c < 0x80 && isalnum(c)) {
-                if (++run > alnum)
-                    alnum = run;
+                alnum++;
                 j += n;
             } else {
                 break;

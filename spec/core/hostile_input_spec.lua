@@ -152,6 +152,13 @@ describe("redaction of keys glued, escaped and encoded", function()
     assert.is_nil(out:find("123", 1, true))
   end)
 
+  it("text that only looks like keys split by underscores is left alone (fuzzer finding)", function()
+    for _, s in ipairs({ "aoc_AAAAoc_6AQAAAoc_AAQAAAoc", "oc_6AQAAAoc_AAQAAAoc",
+                         '"type":"inoc_valid_request_error"' }) do
+      assert.are.equal(s, core.redact(s))
+    end
+  end)
+
   it("an error body is redacted in a bounded window, then cut", function()
     local body = string.rep("z", 5000) .. KEY .. string.rep("y", 10 * 1024 * 1024)
     local err = core.normalize("GET", "/v1/x", 500, {}, body, { secret = KEY })
@@ -166,7 +173,8 @@ describe("core.normalize_url", function()
   it("never repeats credentials or key-shaped text in its messages", function()
     local secret = fake_key("oc_", 23)
     for _, u in ipairs({ "user:" .. secret .. "@127.0.0.1:10256", "https://u:" .. secret .. "@h/v1",
-                         secret, "ftp://" .. secret .. "@h", "http://h/" .. secret .. "/?q" }) do
+                         secret, "ftp://" .. secret .. "@h", "http://h/" .. secret .. "/?q",
+                         "/://" .. secret .. "@", "\1://" .. secret .. "@h" }) do
       local url, msg = core.normalize_url(u)
       assert.is_nil(url)
       assert.is_false(survives(msg, secret), "message repeats the secret")
