@@ -2,7 +2,8 @@
 #
 #   make demo       install what is missing, build, run the quickstart
 #                   against the bundled local OneCLI stand-in server
-#   make test       install what is missing, build, run every test
+#   make test       install what is missing, build, run every test (ends
+#                   "N passed, N failed, N skipped")
 #   make build      build onecli.core for each runtime in RUNTIMES
 #   make bench      time client:batch against sequential calls
 #   make asan       the whole suite against an ASan+UBSan build
