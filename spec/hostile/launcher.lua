@@ -18,12 +18,13 @@
 -- waits at most `timeout` (10 s) for the port file, stop at most 4 s.
 local socket = require("socket")
 local net = require("support.net")
+local process = require("support.process")
+local wait_until = process.wait_until
 
 local _M = {}
 local Server = {}
 Server.__index = Server
 
-local gettime = socket.gettime
 
 local function own_dir()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
@@ -33,24 +34,7 @@ end
 _M.server_path = own_dir() .. "/server.lua"
 
 -- Alive and not a zombie.
-function _M.alive(pid)
-  local stat = net.read_file("/proc/" .. pid .. "/stat")
-  if stat then
-    local state = stat:match("^%d+ %b() (%a)")
-    return state ~= "Z" and state ~= "X"
-  end
-  if net.read_file("/proc/self/stat") then return false end
-  return net.run_ok("kill -0 " .. pid .. " 2>/dev/null")
-end
-
-local function wait_until(timeout, fn)
-  local deadline = gettime() + timeout
-  while gettime() < deadline do
-    if fn() then return true end
-    socket.sleep(0.02)
-  end
-  return fn()
-end
+_M.alive = process.alive
 
 function _M.start(opts)
   opts = opts or {}
@@ -173,14 +157,8 @@ end
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
-  if self.control_port and self:running() then self:command("STOP") end
   if self.pid then
-    if not wait_until(3, function() return not _M.alive(self.pid) end) then
-      net.run_ok("kill " .. self.pid .. " 2>/dev/null")
-      if not wait_until(1, function() return not _M.alive(self.pid) end) then
-        net.run_ok("kill -9 " .. self.pid .. " 2>/dev/null")
-      end
-    end
+    process.stop(self.pid, self.control_port and function() self:command("STOP") end)
   end
   for _, f in ipairs(self.files) do os.remove(f) end
 end

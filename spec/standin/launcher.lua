@@ -21,16 +21,16 @@
 -- server), lua ("lua5.4"), max_lifetime (300), host ("127.0.0.1"),
 -- api_key, org_key, project_id, partner_key, poll_hold (30), quiet (true), timeout (10 s
 -- to wait for the port file).
-local socket = require("socket")
 local json = require("standin.json")
 local client = require("standin.client")
+local process = require("support.process")
 
 local _M = {}
 local Server = {}
 Server.__index = Server
 
 local format, tostring, tonumber, setmetatable = string.format, tostring, tonumber, setmetatable
-local sleep, gettime = socket.sleep, socket.gettime
+local wait_until = process.wait_until
 
 local function own_dir()
   local src = debug.getinfo(1, "S").source:gsub("^@", "")
@@ -43,13 +43,6 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
--- os.execute returns a number in Lua 5.1/LuaJIT and true/nil from 5.2 on.
-local function run_ok(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
@@ -59,24 +52,7 @@ local function read_file(path)
 end
 
 -- Alive and not a zombie (PID 1 in a container may never reap it).
-function _M.alive(pid)
-  local stat = read_file("/proc/" .. pid .. "/stat")
-  if stat then
-    local state = stat:match("^%d+ %b() (%a)")
-    return state ~= "Z" and state ~= "X"
-  end
-  if read_file("/proc/self/stat") then return false end
-  return run_ok("kill -0 " .. pid .. " 2>/dev/null")
-end
-
-local function wait_until(timeout, fn)
-  local deadline = gettime() + timeout
-  while gettime() < deadline do
-    if fn() then return true end
-    sleep(0.02)
-  end
-  return fn()
-end
+_M.alive = process.alive
 
 -- Leak scanning (.ci/leak-scan.lua, run by .ci/test-all): when the
 -- environment variable ONECLI_SPEC_KEYS_FILE names a file, every key this
@@ -206,14 +182,8 @@ end
 function Server:stop()
   if self.stopped then return end
   self.stopped = true
-  if self.port and self:running() then pcall(self.control, self, "POST", "/__control/shutdown") end
   if self.pid then
-    if not wait_until(3, function() return not _M.alive(self.pid) end) then
-      run_ok("kill " .. self.pid .. " 2>/dev/null")
-      if not wait_until(1, function() return not _M.alive(self.pid) end) then
-        run_ok("kill -9 " .. self.pid .. " 2>/dev/null")
-      end
-    end
+    process.stop(self.pid, self.port and function() self:control("POST", "/__control/shutdown") end)
   end
   for _, f in ipairs(self.files) do os.remove(f) end
 end
