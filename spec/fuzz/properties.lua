@@ -1082,8 +1082,11 @@ local function repeats_userinfo(s, msg)
   if not info or #info < 4 or not find(msg, info, 1, true) then
     return false
   end
-  if find(sub(s, at + #info + 1), info, 1, true) then
-    return false    -- the same text is also after the '@': the message may show that copy
+  -- a message may show what follows the last '@' (with control and
+  -- non-ASCII bytes as '?'): the same text there is not an echo
+  local tail = s:match("^.*@(.*)$") or s
+  if find((tail:gsub("[%z\1-\32\127-\255]", "?")), info, 1, true) then
+    return false
   end
   if not find(info, "%w") then
     return true
