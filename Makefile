@@ -61,11 +61,16 @@ DEB_CHECK   = $(DEB_TEST) valgrind
 
 all: build
 
-build: $(foreach r,$(RUNTIMES),build/$(r)/onecli/core.so)
+build: $(foreach r,$(RUNTIMES),build/$(r)/onecli/core.so build/$(r)/onecli_spec_fork.so)
 
 build/%/onecli/core.so: $(SOURCES) $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(INCDIR_$*) $(CURL_CFLAGS) $(LIBFLAG) -o $@ $(SOURCES) $(CURL_LIBS)
+
+# fork() for the specs (spec/support/fork.c): not part of the library
+build/%/onecli_spec_fork.so: spec/support/fork.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(INCDIR_$*) $(LIBFLAG) -o $@ $<
 
 # ---------------------------------------------------------------------
 # Installing what is missing (Debian; needs root or sudo).
@@ -123,14 +128,18 @@ build/asan/onecli/core.so: $(SOURCES) $(HEADERS)
 	$(CC) $(WARNINGS) -fPIC -fvisibility=hidden $(ASAN_FLAGS) -I$(INCDIR_lua5.4) \
 	    $(CURL_CFLAGS) -shared -o $@ $(SOURCES) $(CURL_LIBS)
 
-asan: deps build/asan/onecli/core.so
+build/asan/onecli_spec_fork.so: spec/support/fork.c
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) -fPIC -fvisibility=hidden $(ASAN_FLAGS) -I$(INCDIR_lua5.4) -shared -o $@ $<
+
+asan: deps build/asan/onecli/core.so build/asan/onecli_spec_fork.so
 	@LD_PRELOAD="$$($(CC) -print-file-name=libasan.so) $$($(CC) -print-file-name=libubsan.so)" \
 	 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 ONECLI_BUILD_DIR=build/asan \
 	 sh .ci/test-all lua5.4 asan
 
-valgrind: deps-check build/lua5.4/onecli/core.so
+valgrind: deps-check build/lua5.4/onecli/core.so build/lua5.4/onecli_spec_fork.so
 	@ONECLI_VALGRIND=1 sh .ci/test-all lua5.4 valgrind
 
 # ---------------------------------------------------------------------

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -235,6 +237,38 @@ static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
     c->s[i].fd = fd;
     c->s[i].used = 0;
     return CURL_SOCKOPT_OK;
+}
+
+/* libcurl closes a socket: forget it, then close it. */
+static int on_close(void *ud, curl_socket_t fd)
+{
+    onecli_conns_t *c = ud;
+    int i;
+    for (i = 0; c != NULL && i < c->n; i++) {
+        if (c->s[i].fd == fd) {
+            c->s[i] = c->s[--c->n];
+            if (c->next > c->n)
+                c->next = 0;
+            break;
+        }
+    }
+    return close(fd);
+}
+
+void onecli_conns_neuter(onecli_conns_t *c)
+{
+    int devnull = open("/dev/null", O_RDWR), i;
+    if (devnull < 0)
+        return;
+    for (i = 0; i < c->n; i++)
+        if (c->s[i].fd != devnull)
+            dup2(devnull, c->s[i].fd);
+    close(devnull);
+}
+
+long onecli_process_id(void)
+{
+    return (long)getpid();
 }
 
 static int local_port(curl_socket_t fd)
@@ -626,6 +660,7 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->stale = 0;
     x->redone = 0;
     x->final = 0;
+    x->forked = 0;
     x->tls = strncmp(r->url, "https:", 6) == 0 || strncmp(r->url, "HTTPS:", 6) == 0;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
@@ -654,6 +689,8 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
 #endif
     SETOPT(CURLOPT_SOCKOPTFUNCTION, on_socket);
     SETOPT(CURLOPT_SOCKOPTDATA, (void *)x->conns);
+    SETOPT(CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    SETOPT(CURLOPT_CLOSESOCKETDATA, (void *)x->conns);
     SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SETOPT(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
@@ -702,9 +739,16 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
                                     curl_easy_strerror(rc), r->secret, 0);
         return;
     }
-    curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
+    if (easy != NULL)
+        curl_easy_getinfo(easy, CURLINFO_REQUEST_SIZE, &request_size);
     sent = onecli_request_sent(curl_code_name(rc), x->sends, request_size);
-    if (x->stale) {
+    if (x->forked) {
+        onecli_error_push_transport(L, r->method, where, "FORKED",
+                                    "the process forked while the request was in flight: "
+                                    "it belongs to the parent process", r->secret, 1);
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "retryable");
+    } else if (x->stale) {
         /* refused before anything was written: nothing was sent */
         onecli_error_push_transport(L, r->method, where,
                                     x->stale == 1 ? "WEIRD_SERVER_REPLY" : "GOT_NOTHING",

@@ -61,6 +61,8 @@ typedef struct onecli_multi_t {
     size_t pending;
     onecli_options_t o;
     onecli_conns_t conns;        /* the sockets of the shared connection cache */
+    long max_host;               /* CURLMOPT_MAX_HOST_CONNECTIONS, 0: none */
+    long pid;                    /* the process the handles belong to */
 } onecli_multi_t;
 
 static onecli_multi_t *check_multi(lua_State *L, int idx)
@@ -68,11 +70,51 @@ static onecli_multi_t *check_multi(lua_State *L, int idx)
     return (onecli_multi_t *)luaL_checkudata(L, idx, MULTI_MT);
 }
 
+static void queue_done(onecli_multi_t *m, onecli_xfer_t *xf);
+
+/* In a process forked since the multi handle was made: the connections
+ * belong to the parent (see transport.c). Transfers in flight are failed
+ * (FORKED), every handle is closed with its sockets pointed at /dev/null,
+ * and this process starts with handles of its own. */
+static void multi_after_fork(lua_State *L, onecli_multi_t *m)
+{
+    size_t i;
+    onecli_conns_neuter(&m->conns);
+    for (i = 0; i < m->nslots; i++) {
+        onecli_xfer_t *xf = m->slots[i];
+        if (xf->state == XFER_RUNNING) {
+            curl_multi_remove_handle(m->multi, xf->easy);
+            xf->result = CURLE_ABORTED_BY_CALLBACK;
+            xf->started = 1;
+            xf->x.forked = 1;
+            onecli_exchange_finish(&xf->x);
+            queue_done(m, xf);
+        }
+    }
+    curl_multi_cleanup(m->multi);             /* closes the cached connections */
+    for (i = 0; i < m->nslots; i++) {
+        onecli_xfer_t *xf = m->slots[i];
+        if (xf->easy != NULL) {
+            curl_easy_cleanup(xf->easy);
+            xf->easy = NULL;                  /* made again when the slot is taken */
+        }
+    }
+    memset(&m->conns, 0, sizeof m->conns);
+    m->pid = onecli_process_id();
+    m->multi = curl_multi_init();
+    if (m->multi == NULL)
+        luaL_error(L, "curl_multi_init failed");
+    if (m->max_host > 0)
+        curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
+}
+
 static onecli_multi_t *check_open(lua_State *L, int idx)
 {
     onecli_multi_t *m = check_multi(L, idx);
     if (m->multi == NULL)
         luaL_error(L, "multi is closed");
+    if (m->pid != onecli_process_id())
+        multi_after_fork(L, m);
     return m;
 }
 
@@ -404,6 +446,8 @@ static int multi_close(lua_State *L)
 {
     onecli_multi_t *m = check_multi(L, 1);
     size_t i;
+    if (m->multi != NULL && m->pid != onecli_process_id())
+        onecli_conns_neuter(&m->conns);       /* the parent's connections */
     /* every easy handle leaves the multi handle before anything is freed */
     for (i = 0; i < m->nslots; i++) {
         onecli_xfer_t *xf = m->slots[i];
@@ -480,6 +524,8 @@ static int l_new_multi(lua_State *L)
 
     m = (onecli_multi_t *)lua_newuserdata(L, sizeof *m);
     memset(m, 0, sizeof *m);
+    m->pid = onecli_process_id();
+    m->max_host = max_host;
     luaL_getmetatable(L, MULTI_MT);
     lua_setmetatable(L, -2);
     lua_newtable(L);

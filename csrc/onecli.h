@@ -104,7 +104,7 @@ typedef struct onecli_request_t {
 /* The sockets a Transport or a Multi has opened, and whether each has
  * carried a request yet: a request about to go out on one that has is on
  * a reused (kept-alive) connection, which must have nothing waiting on it. */
-#define ONECLI_CONNS_MAX 64
+#define ONECLI_CONNS_MAX 256
 typedef struct onecli_conns_t {
     struct {
         curl_socket_t fd;
@@ -112,6 +112,14 @@ typedef struct onecli_conns_t {
     } s[ONECLI_CONNS_MAX];
     int n, next;
 } onecli_conns_t;
+
+/* After fork(): points every connection socket of c at /dev/null, so that
+ * nothing the child's libcurl writes while closing them (a TLS close
+ * notify, ...) reaches the peers the parent still talks to. The sockets
+ * stay open until libcurl closes them (then c forgets them). */
+ONECLI_HIDDEN void onecli_conns_neuter(onecli_conns_t *c);
+/* The id of this process (changes in a forked child). */
+ONECLI_HIDDEN long onecli_process_id(void);
 
 /* The C side of one exchange: request header list, response buffers and
  * libcurl's error text. Always embedded in memory a userdata owns. */
@@ -127,6 +135,7 @@ typedef struct onecli_exchange_t {
     int stale;                /* a reused connection had something waiting: 1 data, 2 closed */
     int redone;               /* the transfer was started again on a new connection */
     int final;                /* the failure is not one a retry can help */
+    int forked;               /* the process forked while the transfer ran */
     int tls;                  /* https */
     onecli_conns_t *conns;    /* the owner's sockets (set once by the owner) */
     char errbuf[CURL_ERROR_SIZE];

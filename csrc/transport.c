@@ -34,6 +34,7 @@ typedef struct onecli_transport_t {
     onecli_exchange_t x;
     onecli_options_t o;
     onecli_conns_t conns;
+    long pid;                 /* the process the handle belongs to */
 } onecli_transport_t;
 
 /* ---------------------------------------------------------------- */
@@ -48,6 +49,8 @@ static int transport_close(lua_State *L)
 {
     onecli_transport_t *t = check_transport(L, 1);
     if (t->easy) {
+        if (t->pid != onecli_process_id())
+            onecli_conns_neuter(&t->conns);   /* the parent's connections */
         curl_easy_cleanup(t->easy);
         t->easy = NULL;
     }
@@ -109,6 +112,7 @@ static int l_new_transport(lua_State *L)
     t = (onecli_transport_t *)lua_newuserdata(L, sizeof *t);
     memset(t, 0, sizeof *t);
     t->x.conns = &t->conns;
+    t->pid = onecli_process_id();
     luaL_getmetatable(L, TRANSPORT_MT);
     lua_setmetatable(L, -2);
     /* from here on the userdata owns every allocation: raising is safe */
@@ -121,6 +125,22 @@ static int l_new_transport(lua_State *L)
     return 1;
 }
 
+/* In a process forked since the handle was made (a pre-forking server,
+ * nginx's workers after a call in init_by_lua): the kept-alive
+ * connections belong to the parent. They are pointed at /dev/null (so
+ * closing them sends nothing to the parent's peers), closed with the old
+ * handle, and this process starts with a handle of its own. */
+static void transport_after_fork(lua_State *L, onecli_transport_t *t)
+{
+    onecli_conns_neuter(&t->conns);
+    curl_easy_cleanup(t->easy);
+    memset(&t->conns, 0, sizeof t->conns);
+    t->pid = onecli_process_id();
+    t->easy = curl_easy_init();
+    if (t->easy == NULL)
+        luaL_error(L, "curl_easy_init failed");
+}
+
 /* t:request(req) -> status, headers, body | nil, err */
 static int transport_request(lua_State *L)
 {
@@ -130,6 +150,8 @@ static int transport_request(lua_State *L)
 
     if (t->easy == NULL)
         return luaL_error(L, "transport is closed");
+    if (t->pid != onecli_process_id())
+        transport_after_fork(L, t);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
     onecli_request_read(L, 2, &t->o, &r);   /* the body string stays on the stack */
