@@ -47,10 +47,12 @@ build = {
     ["onecli.keys"] = "lua/onecli/keys.lua",
     ["onecli.meta"] = "lua/onecli/meta.lua",
     ["onecli.methods"] = "lua/onecli/methods.lua",
+    ["onecli.nginx"] = "lua/onecli/nginx.lua",
     ["onecli.pipeline"] = "lua/onecli/pipeline.lua",
     ["onecli.retry"] = "lua/onecli/retry.lua",
     ["onecli.transport.nvim"] = "lua/onecli/transport/nvim.lua",
     ["onecli.transport.resty"] = "lua/onecli/transport/resty.lua",
+    ["onecli.transport.resty_queue"] = "lua/onecli/transport/resty_queue.lua",
     ["onecli.core"] = {
       sources = {
         "csrc/core.c",

@@ -14,6 +14,7 @@ local function fake_socket(script)
   function s:settimeouts(c, snd, r) self.timeouts[#self.timeouts + 1] = { c, snd, r } end
   function s:connect(host, port, opts)
     self.host, self.port, self.pool = host, port, opts and opts.pool
+    self.connect_opts = opts
     if script.connect_err then return nil, script.connect_err end
     return 1
   end
@@ -72,7 +73,7 @@ end
 -- The module loaded against a fake ngx; sockets are taken from `queue`.
 local function with_fake_ngx(opts)
   opts = opts or {}
-  local env = { queue = {}, made = {}, phase = opts.phase or "content", clock = 100 }
+  local env = { queue = {}, made = {}, phase = opts.phase or "content", clock = 100, logs = {} }
   local fake = {
     socket = {
       tcp = function()
@@ -86,6 +87,8 @@ local function with_fake_ngx(opts)
     update_time = function() end,
     sleep = function(s) env.clock = env.clock + s end,
     config = { ngx_lua_version = 10023 },
+    WARN = 5,
+    log = function(level, ...) env.logs[#env.logs + 1] = { level, table.concat({ ... }) } end,
   }
   package.loaded["onecli.transport.resty"] = nil
   rawset(_G, "ngx", fake)
@@ -689,9 +692,247 @@ describe("resty transport, request() over a fake ngx", function()
     rawset(_G, "ngx", nil)
     package.loaded["onecli.transport.resty"] = nil
     assert(ok, c)
-    assert.are.equal(env.resty.Transport, getmetatable(c._transport))
-    assert.are.equal(env.ngx.sleep, c._sleep)
-    assert.are.same({}, c.agents:list())
+    rawset(_G, "ngx", env.ngx)          -- the transport is chosen per call, by the phase
+    local t = c:_transport_now()
+    local sleep = c:_sleep_now(t)
+    local agents, err = c.agents:list()
+    rawset(_G, "ngx", nil)
+    assert.are.equal(env.resty.Transport, getmetatable(t))
+    assert.are.equal(env.ngx.sleep, sleep)
+    assert.are.same({}, agents, tostring(err))
     c:close()
+  end)
+end)
+
+describe("resty transport, lua-resty-http's options over a fake ngx", function()
+  -- new(opts) must raise an error naming the option
+  local function refuses(env, opts, name, pattern)
+    local ok, msg = pcall(env.resty.new, opts)
+    assert.is_false(ok, "accepted " .. name)
+    assert.matches("option '" .. name .. "'", msg, 1, true)
+    if pattern then
+      assert.matches(pattern, msg)
+    end
+  end
+
+  it("checks backlog, send_timeout, read_timeout and ssl_server_name, naming them", function()
+    local env = with_fake_ngx()
+    for _, v in ipairs({ -1, 1.5, "2", 0 / 0, math.huge, 2 ^ 31, true }) do
+      refuses(env, { backlog = v }, "backlog", "integer from 0 to 2147483647")
+    end
+    for _, name in ipairs({ "send_timeout", "read_timeout" }) do
+      for _, v in ipairs({ 0, -1, "1", 0 / 0, math.huge, -math.huge, {} }) do
+        refuses(env, { [name] = v }, name, "positive, finite number of seconds")
+      end
+    end
+    for _, v in ipairs({ 1, "", "a b", "a..b", "-a", "a.", "a:443", "a/b", "é.example",
+                         ("a"):rep(254), "a\nb" }) do
+      refuses(env, { ssl_server_name = v }, "ssl_server_name", "must be a host name")
+    end
+    refuses(env, { ssl_server_name = "10.0.0.5" }, "ssl_server_name", "not an IP address")
+    -- accepted: integers (2.0 too), any positive seconds, host names (lower-cased)
+    local t = env.resty.new({ backlog = 0, send_timeout = 0.001, read_timeout = 120,
+                              ssl_server_name = "API.OneCLI.sh" })
+    assert.are.equal(0, t.backlog)
+    assert.are.equal(0.001, t.send_timeout)
+    assert.are.equal(120, t.read_timeout)
+    assert.are.equal("api.onecli.sh", t.ssl_server_name)
+    assert.are.equal(2, env.resty.new({ backlog = 2.0 }).backlog)
+    assert.is_table(env.resty.new({ ssl_server_name = "internal_api-2.corp" }))
+    t = env.resty.new()
+    assert.is_nil(t.backlog)
+    assert.is_nil(t.send_timeout)
+    assert.is_nil(t.read_timeout)
+    assert.is_nil(t.ssl_server_name)
+  end)
+
+  it("refuses proxy options: a proxy would be ignored", function()
+    local env = with_fake_ngx()
+    for _, name in ipairs({ "proxy", "http_proxy", "https_proxy", "no_proxy", "proxy_opts" }) do
+      refuses(env, { [name] = "http://proxy.test:3128" }, name, "does not support proxies")
+    end
+  end)
+
+  it("says once, in nginx's error log, that a proxy variable is ignored", function()
+    local getenv = os.getenv
+    local ok, err = pcall(function()
+      os.getenv = function(name)    -- luacheck: ignore
+        if name == "HTTPS_PROXY" then return "http://user:pw@proxy.test:3128" end
+      end
+      local env = with_fake_ngx()
+      env.resty.new()
+      env.resty.new()
+      assert.are.equal(1, #env.logs)
+      assert.are.equal(env.ngx.WARN, env.logs[1][1])
+      assert.matches("does not use proxies: HTTPS_PROXY is ignored", env.logs[1][2], 1, true)
+      assert.is_nil(env.logs[1][2]:find("pw@", 1, true))      -- never the value
+      os.getenv = function() end    -- luacheck: ignore
+      env = with_fake_ngx()
+      env.resty.new()
+      assert.are.equal(0, #env.logs)
+    end)
+    os.getenv = getenv              -- luacheck: ignore
+    assert(ok, err)
+  end)
+
+  it("marks every transport object with cosockets = true", function()
+    local env = with_fake_ngx()
+    assert.is_true(rawget(env.resty.new(), "cosockets"))
+    assert.is_true(rawget(env.resty.new({ backlog = 1, insecure = true }), "cosockets"))
+  end)
+
+  it("passes pool_size and backlog to connect, in a pool named for them", function()
+    local env = with_fake_ngx()
+    env.queue = { { response = OK_RESPONSE }, { response = OK_RESPONSE } }
+    assert.are.equal(200, env.resty.new({ pool_size = 2, backlog = 3 }):request(get_req()))
+    local s = env.made[1]
+    assert.are.same({ pool = "onecli:http://api.test:10254:pool_size=2:backlog=3",
+                      pool_size = 2, backlog = 3 }, s.connect_opts)
+    assert.are.same({ 60000, 2 }, s.kept)
+    -- without a backlog: today's pool, and nginx makes it at setkeepalive
+    assert.are.equal(200, env.resty.new({ pool_size = 2 }):request(get_req()))
+    assert.are.same({ pool = "onecli:http://api.test:10254" }, env.made[2].connect_opts)
+    assert.are.same({ 60000, 2 }, env.made[2].kept)
+  end)
+
+  it("a full backlog queue is an unsent connection_error", function()
+    local env = with_fake_ngx()
+    env.queue = { { connect_err = "too many waiting connect operations" } }
+    local _, err = env.resty.new({ pool_size = 1, backlog = 0 }):request(
+      get_req({ method = "POST", body = "{}", fresh_connect = true }))
+    assert.are.equal("COULDNT_CONNECT", err.code)
+    assert.are.equal("connection_error", err.type)
+    assert.is_false(err.request_sent)
+    assert.is_true(err.retryable)
+    assert.is_nil(err.connection_reused)
+    assert.are.equal("Failed to connect to api.test port 10254: too many waiting connect "
+      .. "operations (pool_size 1, backlog 0: all the pool's connections are busy and its "
+      .. "queue of waiting calls is full)", err.message)
+    assert.are.same({}, env.made[1].sent)
+  end)
+
+  it("a wait in the backlog queue longer than connect_timeout is an unsent timeout_error",
+     function()
+    local env = with_fake_ngx()
+    env.queue = { { connect_err = "timeout" } }
+    local _, err = env.resty.new({ pool_size = 4, backlog = 8 }):request(
+      get_req({ connect_timeout = 0.25 }))
+    assert.are.equal("OPERATION_TIMEDOUT", err.code)
+    assert.are.equal("timeout_error", err.type)
+    assert.is_false(err.request_sent)
+    assert.matches("^Connection timed out after %d+ milliseconds %(connect_timeout, which also "
+      .. "bounds the wait for a free connection of the pool: pool_size 4, backlog 8%)$",
+      err.message)
+    -- the wait in the queue is nginx's connect timeout
+    assert.are.equal(250, env.made[1].timeouts[1][1])
+  end)
+
+  it("with a backlog, fresh_connect closes the pooled connections it passes over", function()
+    -- held, they would count against pool_size while the new one waits
+    local env = with_fake_ngx()
+    env.queue = { { reused = 2 }, { reused = 1 }, { reused = 0, response = OK_RESPONSE } }
+    local status = env.resty.new({ pool_size = 2, backlog = 2 }):request(
+      get_req({ method = "POST", body = "{}", fresh_connect = true }))
+    assert.are.equal(200, status)
+    assert.are.equal(3, #env.made)
+    for i = 1, 2 do
+      assert.is_true(env.made[i].closed)
+      assert.is_nil(env.made[i].kept)
+      assert.are.same({}, env.made[i].sent)
+    end
+    assert.matches("^POST ", env.made[3].sent[1])
+    assert.are.same({ 60000, 2 }, env.made[3].kept)      -- joins the pool afterwards
+    for i = 1, 3 do
+      assert.are.same({ pool = "onecli:http://api.test:10254:pool_size=2:backlog=2",
+                        pool_size = 2, backlog = 2 }, env.made[i].connect_opts)
+    end
+  end)
+
+  it("ssl_server_name: SNI, the name verified and the Host header, in a pool of its own",
+     function()
+    local env = with_fake_ngx()
+    for _ = 1, 5 do env.queue[#env.queue + 1] = { response = OK_RESPONSE } end
+    local url = "https://10.0.0.5:8443/v1/agents"
+    local named = env.resty.new({ ssl_server_name = "API.example.com" })
+    assert.are.equal(200, named:request(get_req({ url = url })))
+    local s = env.made[1]
+    assert.are.equal("10.0.0.5", s.host)           -- connects to the URL's host
+    assert.are.equal(8443, s.port)
+    assert.are.same({ name = "api.example.com", verify = true }, s.handshake)
+    assert.matches("^GET /v1/agents HTTP/1%.1\r\nHost: api%.example%.com:8443\r\n", s.sent[1])
+    assert.are.equal("onecli:https://10.0.0.5:8443:api.example.com:verify:", s.pool)
+    -- another name, or none: other pools
+    assert.are.equal(200, env.resty.new({ ssl_server_name = "other.example.com" }):request(
+      get_req({ url = url })))
+    assert.are.equal("onecli:https://10.0.0.5:8443:other.example.com:verify:", env.made[2].pool)
+    assert.are.same({ name = "other.example.com", verify = true }, env.made[2].handshake)
+    assert.are.equal(200, env.resty.new():request(get_req({ url = url })))
+    assert.are.equal("onecli:https://10.0.0.5:8443:10.0.0.5:verify:", env.made[3].pool)
+    assert.matches("\r\nHost: 10%.0%.0%.5:8443\r\n", env.made[3].sent[1])
+    -- the default port is not written in Host
+    assert.are.equal(200, named:request(get_req({ url = "https://10.0.0.5/v1/agents" })))
+    assert.matches("\r\nHost: api%.example%.com\r\n", env.made[4].sent[1])
+    -- plain http has no TLS: neither the name nor its pool
+    assert.are.equal(200, named:request(get_req({ url = "http://10.0.0.5:8080/v1/agents" })))
+    assert.is_nil(env.made[5].handshake)
+    assert.matches("\r\nHost: 10%.0%.0%.5:8080\r\n", env.made[5].sent[1])
+    assert.are.equal("onecli:http://10.0.0.5:8080", env.made[5].pool)
+  end)
+
+  it("send_timeout and read_timeout bound each operation, cut to what is left", function()
+    local env = with_fake_ngx()
+    env.queue = { { response = OK_RESPONSE }, { response = OK_RESPONSE },
+                  { response = OK_RESPONSE } }
+    local t = env.resty.new({ send_timeout = 0.5, read_timeout = 1.5 })
+    assert.are.equal(200, t:request(get_req()))      -- timeout 5, connect_timeout 2
+    local timeouts = env.made[1].timeouts
+    assert.is_true(#timeouts >= 3)                    -- connect, send, reads
+    for _, v in ipairs(timeouts) do
+      assert.are.same({ 2000, 500, 1500 }, v)
+    end
+    -- a request with less time left than read_timeout: what is left
+    assert.are.equal(200, t:request(get_req({ timeout = 1, connect_timeout = 2 })))
+    for _, v in ipairs(env.made[2].timeouts) do
+      assert.are.same({ 1000, 500, 1000 }, v)
+    end
+    -- TLS: the handshake is bounded by the connect timeout
+    assert.are.equal(200, t:request(get_req({ url = "https://api.test/v1/agents" })))
+    assert.are.same({ 2000, 500, 1500 }, env.made[3].timeouts[2])
+    assert.is_table(env.made[3].handshake)
+  end)
+
+  it("a read that outlasts read_timeout is a timeout_error that names it", function()
+    local env = with_fake_ngx()
+    local stalled = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    env.queue = { { response = stalled, eof = "timeout" }, { response = stalled, eof = "timeout" },
+                  { response = stalled, eof = "timeout" } }
+    local _, err = env.resty.new({ read_timeout = 0.3 }):request(get_req())
+    assert.are.equal("OPERATION_TIMEDOUT", err.code)
+    assert.are.equal("timeout_error", err.type)
+    assert.is_true(err.request_sent)
+    assert.is_true(err.retryable)
+    assert.matches("^Operation timed out after %d+ milliseconds while reading the response body "
+      .. "%(read_timeout: no progress for 300 milliseconds%)$", err.message)
+    assert.is_true(env.made[1].closed)
+    -- unset, or longer than the request's timeout: the timeout ended it
+    _, err = env.resty.new():request(get_req())
+    assert.are.equal("OPERATION_TIMEDOUT", err.code)
+    assert.is_nil(err.message:find("read_timeout", 1, true))
+    _, err = env.resty.new({ read_timeout = 60 }):request(get_req())
+    assert.are.equal("OPERATION_TIMEDOUT", err.code)
+    assert.is_nil(err.message:find("read_timeout", 1, true))
+  end)
+
+  it("a write that outlasts send_timeout is a sent timeout_error that names it", function()
+    local env = with_fake_ngx()
+    env.queue = { { send_err = "timeout" } }
+    local _, err = env.resty.new({ send_timeout = 0.2 }):request(
+      get_req({ method = "POST", body = "{}", fresh_connect = true }))
+    assert.are.equal("OPERATION_TIMEDOUT", err.code)
+    assert.are.equal("timeout_error", err.type)
+    assert.is_true(err.request_sent)       -- part of it may have gone out
+    assert.matches("while sending the request %(send_timeout: no progress for 200 milliseconds%)$",
+      err.message)
+    assert.is_true(env.made[1].closed)
   end)
 end)

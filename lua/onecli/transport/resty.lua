@@ -13,8 +13,9 @@
 --   }
 --
 -- It speaks HTTP/1.1 with keep-alive through nginx's connection pools
--- (sock:setkeepalive); the pool name carries the host, the port, TLS and
--- the verification settings, so a connection made without verification is
+-- (sock:setkeepalive); the pool name carries the host, the port, TLS, the
+-- TLS server name and the verification settings (and, with a backlog, the
+-- pool's size and backlog), so a connection made without verification is
 -- never handed to a client that verifies. A request marked fresh_connect
 -- (every POST: see README, Retries) never gets a pooled connection (its
 -- new one joins the pool afterwards); a request that finds its pooled
@@ -43,29 +44,92 @@
 --   * Host names are resolved by nginx's `resolver` directive (e.g.
 --     `resolver 127.0.0.53;`, or your DNS server); nginx does not read
 --     /etc/hosts. "localhost" is mapped to 127.0.0.1 here.
---   * Proxies are not supported: http_proxy / HTTPS_PROXY are ignored.
+--   * Proxies are not supported: http_proxy / HTTPS_PROXY (and the rest
+--     of libcurl's proxy variables) are ignored, and every call connects
+--     straight to the URL's host. new() refuses proxy options (proxy,
+--     http_proxy, https_proxy, no_proxy, proxy_opts), and when one of
+--     those variables is visible to nginx (declared with nginx's `env`
+--     directive) the first transport of a worker says once in the error
+--     log that it is ignored. Where a proxy is required, call the API
+--     outside nginx (libcurl honours the variables).
 --   * Cosockets do not exist in init_by_lua*, init_worker_by_lua*,
 --     set_by_lua*, header_filter_by_lua*, body_filter_by_lua*, log_by_lua*
 --     and balancer_by_lua*: call the API from a content, access or
 --     rewrite handler, or from an ngx.timer.at callback.
 --
--- Options of new() (the client passes its own options through; the others
--- are ignored): timeout, connect_timeout (seconds: defaults for requests
--- that do not carry their own), ca_file, insecure, user_agent (a product
--- token appended to the User-Agent), max_response_size (bytes, 64 MiB),
--- pool_size (connections kept per pool, 16), keepalive_timeout (seconds
--- an idle pooled connection is kept, 60).
+-- Options of new() (the client passes its own options through; the
+-- others are ignored). Numbers are checked, and a bad value raises an
+-- error that names the option.
+--   timeout, connect_timeout   seconds (30, 10): defaults for requests
+--                      that carry no timeout of their own. A request's
+--                      timeout bounds the whole exchange; connect_timeout
+--                      bounds each of: the TCP connect, the wait in the
+--                      backlog queue (below) and the TLS handshake, each
+--                      cut to what is left of the timeout.
+--   send_timeout, read_timeout   seconds (> 0; unset by default): the
+--                      longest a write may go without progress, or a read
+--                      wait for more of the answer -- per operation, like
+--                      lua-resty-http's set_timeouts(connect, send, read):
+--                      an answer that keeps arriving, slowly, is not cut
+--                      by read_timeout. Each is cut to what is left of
+--                      the request's timeout (which the retry loop cuts
+--                      to the call's deadline). Unset: one write or read
+--                      may take all that is left of the timeout. The
+--                      timeout_error they end in names them.
+--   ca_file, insecure  see above; insecure = true skips verification.
+--   ssl_server_name    a host name: the name sent with SNI, checked
+--                      against the certificate and sent as the Host
+--                      header of https requests, instead of the URL's
+--                      host (connecting by IP address, or through another
+--                      name, to a server known by this one). Plain http
+--                      requests do not use it. It is part of the pool
+--                      name: connections made for different names never
+--                      mix.
+--   user_agent         a product token appended to the User-Agent.
+--   max_response_size  bytes (64 MiB).
+--   pool_size          connections kept per pool (16).
+--   keepalive_timeout  seconds an idle pooled connection is kept (60).
+--   backlog            an integer >= 0 (unset by default). Unset, pool_size
+--                      only limits the idle connections kept: busy ones
+--                      are not counted, and concurrent calls open as many
+--                      connections as they need. Set, a pool never has
+--                      more than pool_size connections open, busy or idle
+--                      (per nginx worker): a call that finds them all busy
+--                      waits in a queue of at most `backlog` calls until
+--                      one comes free, first come first served, for at
+--                      most connect_timeout (a connection handed back to
+--                      the pool is taken at once; one that was closed is
+--                      replaced by a new connect, given connect_timeout
+--                      anew). The queue is onecli.transport.resty_queue,
+--                      not nginx's own (whose wake-ups get lost under
+--                      load in lua-nginx-module 0.10.23; it is used only
+--                      where ngx.semaphore is missing).
+--                      A full queue is a connection_error
+--                      (COULDNT_CONNECT, "too many waiting connect
+--                      operations"), a wait that lasts too long a
+--                      timeout_error (OPERATION_TIMEDOUT); either way
+--                      request_sent = false, so even a POST is retried
+--                      (with backoff). (nginx fixes a pool's size when
+--                      the pool is made, so pool_size and backlog are
+--                      part of its name.) A request marked fresh_connect
+--                      closes the idle connections it passes over instead
+--                      of setting them aside: held, they would take the
+--                      places it waits for.
+--
+-- Every transport object has cosockets = true (the batch driver uses it to
+-- tell this transport from the others).
 
 -- luacheck: globals ngx
 local ngx = ngx
 
 local core = require("onecli.core")
+local queue = require("onecli.transport.resty_queue")
 
 local type, tostring, tonumber, pairs, ipairs, error, setmetatable, pcall =
       type, tostring, tonumber, pairs, ipairs, error, setmetatable, pcall
 local concat, sort = table.concat, table.sort
 local fmt, lower = string.format, string.lower
-local floor, ceil, min, max = math.floor, math.ceil, math.min, math.max
+local floor, ceil, min, max, huge = math.floor, math.ceil, math.min, math.max, math.huge
 local transport_error = core.transport_error
 
 local _M = { _VERSION = core._VERSION }
@@ -77,6 +141,13 @@ local DEFAULT_POOL_SIZE = 16
 local DEFAULT_KEEPALIVE_TIMEOUT = 60
 local MAX_HEADER_BYTES = 100 * 1024     -- libcurl's limit for one response's headers
 local READ_SIZE = 64 * 1024
+local MAX_BACKLOG = 2147483647
+
+-- Options of other HTTP clients that would ask for a proxy: refused.
+local PROXY_OPTIONS = { "proxy", "http_proxy", "https_proxy", "no_proxy", "proxy_opts" }
+-- libcurl's proxy variables (no_proxy alone asks for nothing)
+local PROXY_VARIABLES = { "https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY",
+                          "all_proxy", "ALL_PROXY" }
 
 -- Phases where cosockets (and ngx.sleep) do not exist.
 local NO_COSOCKET_PHASES = {
@@ -372,8 +443,10 @@ end
 --
 -- ctx: { sock = <cosocket or a stand-in with receive/settimeouts>,
 --        deadline = <seconds>, now = function() -> seconds,
---        connect_ms = <ms>, max_response = <bytes> }
--- Every read gets the time left until the deadline as its timeout.
+--        connect_ms = <ms>, max_response = <bytes>,
+--        send_ms = <ms or nil>, read_ms = <ms or nil> }
+-- Every read gets the time left until the deadline as its timeout, or
+-- read_ms when that is shorter (and so for every write and send_ms).
 
 local function remaining_ms(ctx)
   local left = ctx.deadline - ctx.now()
@@ -383,24 +456,47 @@ local function remaining_ms(ctx)
   return max(1, ceil(left * 1000))
 end
 
+-- The timeouts (connect, send, read) of the next operations when ms are
+-- left; notes in ctx.cut which per-operation limits are the shorter ones.
+local function set_timeouts(ctx, sock, ms)
+  local send_ms, read_ms = ctx.send_ms, ctx.read_ms
+  local cut = ctx.cut or {}
+  ctx.cut = cut
+  cut.send = send_ms ~= nil and send_ms < ms
+  cut.read = read_ms ~= nil and read_ms < ms
+  sock:settimeouts(min(ctx.connect_ms, ms), cut.send and send_ms or ms,
+                   cut.read and read_ms or ms)
+end
+
 local function receive(ctx, pattern)
   local ms = remaining_ms(ctx)
   if not ms then
+    if ctx.cut then
+      ctx.cut.read = false      -- the request's timeout, not read_timeout
+    end
     return nil, "timeout", ""
   end
-  ctx.sock:settimeouts(ctx.connect_ms, ms, ms)
+  set_timeouts(ctx, ctx.sock, ms)
   return ctx.sock:receive(pattern)
 end
 
-local function timed_out(ctx, what)
-  return "OPERATION_TIMEDOUT", fmt("Operation timed out after %d milliseconds %s",
-                                   floor((ctx.now() - ctx.started) * 1000 + 0.5), what)
+-- A timeout: code, message. op ("send" or "read", or nil) names the
+-- operation whose own limit (send_timeout, read_timeout) may have ended
+-- it rather than the request's timeout.
+local function timed_out(ctx, what, op)
+  local msg = fmt("Operation timed out after %d milliseconds %s",
+                  floor((ctx.now() - ctx.started) * 1000 + 0.5), what)
+  local cut = ctx.cut
+  if op and cut and cut[op] then
+    msg = msg .. fmt(" (%s_timeout: no progress for %d milliseconds)", op, ctx[op .. "_ms"])
+  end
+  return "OPERATION_TIMEDOUT", msg
 end
 
 -- A failed read: returns code, message.
 local function read_failure(ctx, err, what)
   if err == "timeout" then
-    return timed_out(ctx, what)
+    return timed_out(ctx, what, "read")
   end
   return "RECV_ERROR", "Recv failure: " .. tostring(err)
 end
@@ -641,6 +737,69 @@ local function positive(opts, name, dflt)
   return v
 end
 
+-- A per-operation timeout in seconds: nil, or a finite number > 0.
+local function seconds(opts, name)
+  local v = opts[name]
+  if v == nil then
+    return nil
+  end
+  if type(v) ~= "number" or v ~= v or v <= 0 or v == huge then
+    error(fmt("onecli.transport.resty.new: option '%s' must be a positive, finite number "
+              .. "of seconds", name), 3)
+  end
+  return v
+end
+
+local function backlog_option(opts)
+  local v = opts.backlog
+  if v == nil then
+    return nil
+  end
+  if type(v) ~= "number" or v ~= v or v < 0 or v > MAX_BACKLOG or floor(v) ~= v then
+    error(fmt("onecli.transport.resty.new: option 'backlog' must be an integer from 0 to %d "
+              .. "(how many calls may wait for a connection of a full pool)", MAX_BACKLOG), 3)
+  end
+  return floor(v)
+end
+
+local function server_name_option(opts)
+  local v = opts.ssl_server_name
+  if v == nil then
+    return nil
+  end
+  if type(v) ~= "string" or #v > 253 or not v:find("^[%w_][%w_%-%.]*$")
+      or not v:find("[%w_]$") or v:find("..", 1, true) then
+    error("onecli.transport.resty.new: option 'ssl_server_name' must be a host name "
+          .. "(letters, digits, '-', '_' and '.', at most 253 characters)", 3)
+  end
+  if v:find("^[%d%.]+$") then
+    error("onecli.transport.resty.new: option 'ssl_server_name' must be a host name, not an "
+          .. "IP address (nginx checks a certificate's DNS names only)", 3)
+  end
+  return lower(v)
+end
+
+-- Once per worker: a proxy variable that nginx lets through (`env`
+-- directive) is ignored here; say so instead of connecting directly in
+-- silence. The value is never logged (it may hold credentials).
+local proxy_checked = false
+local function warn_proxy_variables()
+  if proxy_checked then
+    return
+  end
+  proxy_checked = true
+  for _, name in ipairs(PROXY_VARIABLES) do
+    local v = os.getenv(name)
+    if v and v ~= "" then
+      if ngx.log and ngx.WARN then
+        ngx.log(ngx.WARN, "onecli: the OpenResty transport does not use proxies: ", name,
+                " is ignored, API calls connect straight to the API's host")
+      end
+      return
+    end
+  end
+end
+
 --- Creates a transport. See the top of this file for the options.
 function _M.new(opts)
   opts = opts or {}
@@ -649,6 +808,13 @@ function _M.new(opts)
   end
   if not (ngx and ngx.socket and ngx.socket.tcp) then
     error("onecli.transport.resty.new: not running inside nginx (ngx.socket is missing)", 2)
+  end
+  for _, name in ipairs(PROXY_OPTIONS) do
+    if opts[name] ~= nil then
+      error(fmt("onecli.transport.resty.new: option '%s': the OpenResty transport does not "
+                .. "support proxies (it connects straight to the URL's host); where a proxy "
+                .. "is required, call the API outside nginx", name), 2)
+    end
   end
   local insecure = opts.insecure == true
   local ca_file = opts.ca_file
@@ -677,9 +843,14 @@ function _M.new(opts)
     error("onecli.transport.resty.new: option 'user_agent' must be a one-line string", 2)
   end
   local pool_size = positive(opts, "pool_size", DEFAULT_POOL_SIZE)
-  return setmetatable({
+  local t = setmetatable({
+    cosockets = true,
     timeout = positive(opts, "timeout", DEFAULT_TIMEOUT),
     connect_timeout = positive(opts, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+    send_timeout = seconds(opts, "send_timeout"),
+    read_timeout = seconds(opts, "read_timeout"),
+    backlog = backlog_option(opts),
+    ssl_server_name = server_name_option(opts),
     max_response = floor(positive(opts, "max_response_size", DEFAULT_MAX_RESPONSE)),
     pool_size = max(1, floor(pool_size)),
     keepalive_ms = floor(positive(opts, "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT) * 1000),
@@ -689,6 +860,8 @@ function _M.new(opts)
     sleep = ngx.sleep,
     closed = false,
   }, Transport)
+  warn_proxy_variables()
+  return t
 end
 
 --- Nothing to release: idle connections belong to nginx's pools. Later
@@ -701,12 +874,23 @@ function Transport:is_closed()
   return self.closed
 end
 
--- The pool of a URL: host, port, TLS and everything about verification.
+-- The name sent with SNI and checked against the certificate.
+function Transport:_server_name(u)
+  return self.ssl_server_name or u.server_name
+end
+
+-- The pool of a URL: host, port, TLS and everything about verification;
+-- with a backlog, the pool's size and backlog too (nginx fixes them when
+-- it makes the pool: a pool of the same name made with other values
+-- would not keep the limits asked for).
 function Transport:_pool_name(u)
   local name = "onecli:" .. u.scheme .. "://" .. u.connect_host .. ":" .. u.port
   if u.tls then
-    name = name .. ":" .. u.server_name .. (self.insecure and ":noverify" or ":verify")
+    name = name .. ":" .. self:_server_name(u) .. (self.insecure and ":noverify" or ":verify")
            .. ":" .. (self.ca_file or trusted_certificate or "")
+  end
+  if self.backlog then
+    name = name .. ":pool_size=" .. self.pool_size .. ":backlog=" .. self.backlog
   end
   return name
 end
@@ -729,10 +913,13 @@ local function ssl_handshake(sock, server_name, verify)
 end
 
 -- Connects (or takes a pooled connection). Returns sock, reused, or nil,
--- code, message. With fresh, pooled connections are set aside (and given back)
--- until a new one is made.
+-- code, message. With fresh, pooled connections are passed over until a
+-- new one is made: set aside (and given back), or with a backlog closed
+-- (held, they would count against the pool_size that the new one waits
+-- for).
 function Transport:_connect(u, ctx, fresh)
   local pool = self:_pool_name(u)
+  local backlog = self.backlog
   local held = {}
   local sock, ok, err
   for attempt = 1, self.pool_size + 2 do
@@ -742,12 +929,23 @@ function Transport:_connect(u, ctx, fresh)
       break
     end
     sock = ngx.socket.tcp()
-    sock:settimeouts(min(ctx.connect_ms, ms), ms, ms)
+    -- connect_timeout also bounds a wait in the backlog queue
+    set_timeouts(ctx, sock, ms)
     -- past the pool's size something else fills it: a name of its own
     -- cannot match any pooled connection
     local own_pool = attempt > self.pool_size + 1
-    ok, err = sock:connect(u.connect_host, u.port,
-                           { pool = own_pool and (pool .. ":fresh:" .. tostring(held)) or pool })
+    local options
+    if own_pool then
+      options = { pool = pool .. ":fresh:" .. tostring(held) }
+    elseif backlog and not ctx.queued then
+      -- (nginx's own queue: only where resty_queue cannot work)
+      options = { pool = pool, pool_size = self.pool_size, backlog = backlog }
+    elseif backlog then
+      options = { pool = pool, pool_size = self.pool_size }
+    else
+      options = { pool = pool }
+    end
+    ok, err = sock:connect(u.connect_host, u.port, options)
     ctx.no_keepalive = own_pool     -- never park a connection in a pool of its own
     if not ok then
       sock = nil
@@ -756,7 +954,11 @@ function Transport:_connect(u, ctx, fresh)
     if not fresh or (sock:getreusedtimes() or 0) == 0 then
       break
     end
-    held[#held + 1] = sock
+    if backlog then
+      sock:close()
+    else
+      held[#held + 1] = sock
+    end
     sock = nil
   end
   for _, s in ipairs(held) do
@@ -765,13 +967,24 @@ function Transport:_connect(u, ctx, fresh)
   if not sock then
     local code = _M.error_code("connect", err)
     if code == "OPERATION_TIMEDOUT" then
-      return nil, code, fmt("Connection timed out after %d milliseconds",
-                            floor((ctx.now() - ctx.started) * 1000 + 0.5))
+      local msg = fmt("Connection timed out after %d milliseconds",
+                      floor((ctx.now() - ctx.started) * 1000 + 0.5))
+      if backlog then
+        msg = msg .. fmt(" (connect_timeout, which also bounds the wait for a free "
+                         .. "connection of the pool: pool_size %d, backlog %d)",
+                         self.pool_size, backlog)
+      end
+      return nil, code, msg
     elseif code == "COULDNT_RESOLVE_HOST" then
       return nil, code, fmt("Could not resolve host: %s (%s; nginx resolves names with "
                             .. "its resolver directive)", u.host, tostring(err))
     end
-    return nil, code, fmt("Failed to connect to %s port %d: %s", u.host, u.port, tostring(err))
+    local msg = fmt("Failed to connect to %s port %d: %s", u.host, u.port, tostring(err))
+    if backlog and tostring(err):find("too many waiting", 1, true) then
+      msg = msg .. fmt(" (pool_size %d, backlog %d: all the pool's connections are busy "
+                       .. "and its queue of waiting calls is full)", self.pool_size, backlog)
+    end
+    return nil, code, msg
   end
   local reused = (sock:getreusedtimes() or 0) > 0
   if u.tls and not reused then
@@ -780,9 +993,10 @@ function Transport:_connect(u, ctx, fresh)
       sock:close()
       return nil, timed_out(ctx, "during the TLS handshake")
     end
-    sock:settimeouts(ctx.connect_ms, ms, ms)
+    -- nginx bounds the handshake with the connect timeout
+    set_timeouts(ctx, sock, ms)
     local session
-    session, err = ssl_handshake(sock, u.server_name, not self.insecure)
+    session, err = ssl_handshake(sock, self:_server_name(u), not self.insecure)
     if not session then
       sock:close()
       local code = _M.error_code("handshake", err)
@@ -802,6 +1016,19 @@ function Transport:_connect(u, ctx, fresh)
   return sock, reused
 end
 
+-- A call that got no place in the pool's queue ("full"), or waited too
+-- long ("timeout"): code, message, nothing sent.
+function Transport:_queue_failure(why, ctx, u)
+  if why == "full" then
+    return "COULDNT_CONNECT", fmt("Failed to connect to %s port %d: too many waiting connect "
+      .. "operations (pool_size %d, backlog %d: all the pool's connections are busy and its "
+      .. "queue of waiting calls is full)", u.host, u.port, self.pool_size, self.backlog), false
+  end
+  return "OPERATION_TIMEDOUT", fmt("Connection timed out after %d milliseconds (connect_timeout, "
+    .. "which also bounds the wait for a free connection of the pool: pool_size %d, backlog %d)",
+    floor((ctx.now() - ctx.started) * 1000 + 0.5), self.pool_size, self.backlog), false
+end
+
 -- One exchange on one connection. Returns status, headers, body; or nil,
 -- code, message, request_sent, retry_on_fresh.
 function Transport:_exchange(req, u, payload, ctx, fresh)
@@ -816,13 +1043,13 @@ function Transport:_exchange(req, u, payload, ctx, fresh)
     local code, tmsg = timed_out(ctx, "before sending the request")
     return nil, code, tmsg, false, false
   end
-  sock:settimeouts(ctx.connect_ms, ms, ms)
+  set_timeouts(ctx, sock, ms)
   local sent, err = sock:send(payload)
   if not sent then
     sock:close()
     local code = _M.error_code("send", err)
     if code == "OPERATION_TIMEDOUT" then
-      local tcode, tmsg = timed_out(ctx, "while sending the request")
+      local tcode, tmsg = timed_out(ctx, "while sending the request", "send")
       return nil, tcode, tmsg, true, false
     end
     -- a pooled connection the server had just closed
@@ -880,7 +1107,12 @@ function Transport:request(req)
     return nil, transport_error(method, path, code, msg,
                                 { secret = req.secret, request_sent = false })
   end
-  local payload = _M.build_request(method, u.target, u.host_header, req.headers, body,
+  local host_header = u.host_header
+  if u.tls and self.ssl_server_name then
+    -- the server the name stands for is the one addressed
+    host_header = self.ssl_server_name .. (u.port == 443 and "" or (":" .. u.port))
+  end
+  local payload = _M.build_request(method, u.target, host_header, req.headers, body,
                                    self.user_agent)
   local timeout = tonumber(req.timeout) or self.timeout
   local connect_timeout = min(tonumber(req.connect_timeout) or self.connect_timeout, timeout)
@@ -890,10 +1122,32 @@ function Transport:request(req)
     started = started,
     deadline = started + timeout,
     connect_ms = max(1, ceil(connect_timeout * 1000)),
+    send_ms = self.send_timeout and max(1, ceil(self.send_timeout * 1000)),
+    read_ms = self.read_timeout and max(1, ceil(self.read_timeout * 1000)),
     max_response = self.max_response,
   }
   local fresh = req.fresh_connect == true
-  local status, headers, rbody, wrote, stale = self:_exchange(req, u, payload, ctx, fresh)
+  local status, headers, rbody, wrote, stale
+  local pool = self.backlog and queue.available() and self:_pool_name(u)
+  if pool then
+    -- at most pool_size calls of this worker hold a connection of the pool
+    local waited, why = queue.acquire(pool, self.pool_size, self.backlog,
+                                      min(ctx.connect_ms / 1000, ctx.deadline - now()), now)
+    if waited then
+      ctx.queued = true
+      local ok
+      ok, status, headers, rbody, wrote, stale = pcall(self._exchange, self, req, u, payload,
+                                                       ctx, fresh)
+      queue.release(pool)
+      if not ok then
+        error(status, 0)
+      end
+    else
+      status, headers, rbody, wrote = nil, self:_queue_failure(why, ctx, u)
+    end
+  else
+    status, headers, rbody, wrote, stale = self:_exchange(req, u, payload, ctx, fresh)
+  end
   if not status then
     -- one decision for every transport: started writing = may have been sent
     local sent = core.request_sent(headers, { sends = wrote and 1 or 0 })
