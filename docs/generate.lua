@@ -149,6 +149,13 @@ _M.CLIENT_OPTIONS = {
   { "transport", "onecli.Transport", "libcurl (cosockets inside OpenResty)",
     "any object with `:request(req)`" },
   { "getenv", "fun(name: string): string?", "`os.getenv`", "where the defaults are read from" },
+  { "headers", "table<string, string>", "none", "headers sent with every call (a call's own win)" },
+  { "pool_size", "integer", "`16`", "inside nginx: connections kept per pool" },
+  { "keepalive_timeout", "number", "`60`", "inside nginx: seconds an idle pooled connection is kept" },
+  { "backlog", "integer", "none", "inside nginx: connects that wait for a full pool" },
+  { "ssl_server_name", "string", "the URL's host", "inside nginx: TLS server name (SNI) and name verified" },
+  { "send_timeout", "number", "what is left of `timeout`", "inside nginx: seconds for each send" },
+  { "read_timeout", "number", "what is left of `timeout`", "inside nginx: seconds for each read" },
 }
 
 -- Per-call options (config.lua CALL_OPTIONS; checked the same way).

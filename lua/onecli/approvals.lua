@@ -91,7 +91,7 @@ function Runner:_backoff()
     base = self.opts.backoff_base or self.client.backoff_base,
     max = self.opts.backoff_max or self.client.backoff_max,
   })
-  self.client._sleep(delay)
+  self.client:_sleep_now()(delay)
 end
 
 -- ids to leave out of the next poll

@@ -20,9 +20,10 @@ local keys = require("onecli.keys")
 local methods = require("onecli.methods")
 local pipeline = require("onecli.pipeline")
 local dispatch = require("onecli.dispatch")
+local nginx = require("onecli.nginx")
 
-local error, type, pairs, setmetatable, pcall, rawget =
-      error, type, pairs, setmetatable, pcall, rawget
+local error, type, pairs, ipairs, setmetatable, pcall, tostring =
+      error, type, pairs, ipairs, setmetatable, pcall, tostring
 local fmt = string.format
 local redact = core.redact
 
@@ -51,9 +52,11 @@ function Client:close()
     self._multi = nil
     multi:close()
   end
-  local t = self._transport
-  if t and t.close then
-    t:close()
+  for _, name in ipairs({ "_transport", "_curl", "_resty" }) do
+    local t = self[name]
+    if t and t.close then
+      t:close()
+    end
   end
 end
 
@@ -85,26 +88,80 @@ methods.install(Client)
 ---------------------------------------------------------------------------
 -- construction
 
--- Inside nginx (outside the init phases) the cosocket transport is the
--- only one that does not block the worker.
-local function default_transport(opts, self)
-  local ngx = rawget(_G, "ngx")
-  if ngx and type(ngx.get_phase) == "function" and ngx.socket then
-    local phase = ngx.get_phase()
-    if phase ~= "init" and phase ~= "init_worker" then
-      local ok, resty = pcall(require, "onecli.transport.resty")
-      if ok then
-        return resty.new(opts)
-      end
-    end
-  end
-  return core.new_transport({
+-- The options a transport is made with, out of onecli.new's.
+local function curl_options(opts, self)
+  return {
     timeout = self.timeout,
     connect_timeout = self.connect_timeout,
     ca_file = opts.ca_file,
     insecure = opts.insecure == true,
     user_agent = opts.user_agent and (core.user_agent .. " " .. opts.user_agent) or nil,
-  })
+  }
+end
+
+local function resty_options(opts, self)
+  local o = {
+    timeout = self.timeout, connect_timeout = self.connect_timeout,
+    ca_file = opts.ca_file, insecure = opts.insecure == true, user_agent = opts.user_agent,
+  }
+  for name in pairs(config.NGINX_OPTIONS) do
+    o[name] = opts[name]
+  end
+  return o
+end
+
+--- The transport a call made now uses: the one given to onecli.new, or
+-- by nginx's phase (cosockets where nginx has them, libcurl outside
+-- nginx and in its init phase), each made on first use. Calls in the
+-- phases where neither may run were refused at the call (check_call).
+function Client:_transport_now()
+  local t = self._transport
+  if t then
+    return t
+  end
+  local phase = nginx.phase()
+  if phase ~= nil and phase ~= "init" then
+    return self:_resty_transport()
+  end
+  t = self._curl
+  if t == nil then
+    t = core.new_transport(self._curl_options)
+    self._curl = t
+  end
+  return t
+end
+
+function Client:_resty_transport()
+  local t = self._resty
+  if t == nil then
+    t = require("onecli.transport.resty").new(self._resty_options)
+    self._resty = t
+  end
+  return t
+end
+
+--- nginx's init phase runs in the master, which forks the workers next:
+-- a call made there keeps no connection open (every worker would inherit
+-- its socket). Called once a call or a batch is over.
+function Client:_after_io()
+  if nginx.phase() ~= "init" then
+    return
+  end
+  local multi = self._multi
+  if multi ~= nil then
+    self._multi = nil
+    multi:close()
+  end
+  local t = self._curl
+  if t ~= nil then
+    self._curl = nil
+    t:close()
+  end
+end
+
+--- How the retry loop waits now: the sleep option, else the transport's.
+function Client:_sleep_now(transport)
+  return self._sleep or (transport or self:_transport_now()).sleep or core.sleep
 end
 
 --- Creates a client. Every option falls back to the environment where
@@ -127,6 +184,10 @@ function _M.new(opts)
     error("onecli.new: " .. msg, 2)
   end
 
+  local raise = opts.raise
+  if raise == nil then
+    raise = not nginx.inside()     -- nginx's convention: nil, err
+  end
   local self = setmetatable({
     url = s.url,
     project_id = s.project_id,
@@ -138,7 +199,7 @@ function _M.new(opts)
     backoff_max = s.backoff_max,
     max_retry_after = s.max_retry_after,
     deadline = s.deadline,
-    raise = opts.raise ~= false,
+    raise = raise,
     insecure = opts.insecure == true,
     _base_path = s.base_path,
     _logger = opts.log,
@@ -146,10 +207,26 @@ function _M.new(opts)
     _fallbacks = {},
   }, Client)
   keys.set(self, s.api_key)
-  local transport = opts.transport or default_transport(opts, self)
-  self._transport = transport
-  self._sleep = opts.sleep or transport.sleep or core.sleep
-  self._schedule = transport.schedule or function(fn) fn() end
+  self._headers = opts.headers
+  self._transport = opts.transport        -- fixed; else chosen per call
+  self._curl_options = curl_options(opts, self)
+  self._resty_options = resty_options(opts, self)
+  self._sleep = opts.sleep
+  if not opts.transport then
+    -- made now, so that bad options fail here: inside nginx the cosocket
+    -- transport (the libcurl one only if an init-phase call needs it),
+    -- outside it libcurl
+    if nginx.inside() then
+      local ok, why = pcall(self._resty_transport, self)
+      if not ok then
+        why = tostring(why):gsub("^[^:]*:%d+: ", ""):gsub("^onecli%.transport%.resty%.new: ", "")
+        error("onecli.new: " .. why, 2)
+      end
+    else
+      self:_transport_now()
+    end
+  end
+  self._schedule = opts.transport and opts.transport.schedule or function(fn) fn() end
   methods.attach(self)
   return self
 end

@@ -4,6 +4,7 @@
 -- I/O or keeps state.
 
 local core = require("onecli.core")
+local nginx = require("onecli.nginx")
 
 local type, pairs, tostring = type, pairs, tostring
 local fmt = string.format
@@ -32,6 +33,16 @@ _M.CLIENT_OPTIONS = {
   workspace_id = "string", deadline = "number",
 }
 
+-- Options of the OpenResty transport, accepted inside nginx only.
+_M.NGINX_OPTIONS = {
+  pool_size = "number", keepalive_timeout = "number", backlog = "number",
+  ssl_server_name = "string", send_timeout = "number", read_timeout = "number",
+}
+for name, want in pairs(_M.NGINX_OPTIONS) do
+  _M.CLIENT_OPTIONS[name] = want
+end
+_M.CLIENT_OPTIONS.headers = "table"   -- sent with every call (a call's own win)
+
 _M.CALL_OPTIONS = {
   project_id = "string", timeout = "number", connect_timeout = "number",
   max_retries = "number", headers = "table", raise = "boolean",
@@ -44,6 +55,9 @@ local MAX_SECONDS = 2000000        -- what the transports accept (23 days)
 local RANGES = {
   timeout = { 0, MAX_SECONDS, false },
   connect_timeout = { 0, MAX_SECONDS, false },
+  send_timeout = { 0, MAX_SECONDS, false },
+  read_timeout = { 0, MAX_SECONDS, false },
+  keepalive_timeout = { 0, MAX_SECONDS, false },
   deadline = { 0, MAX_SECONDS, false },
   backoff_base = { 0, 86400, true },
   backoff_max = { 0, 86400, true },
@@ -58,6 +72,14 @@ local function out_of_range(v, range)
 end
 
 --- Checks an option table against a spec; returns an error message or nil.
+-- Headers the client sets on each call, which client-wide default
+-- headers may not replace (the key, the project, the framing).
+local CLIENT_OWN_HEADERS = {
+  authorization = true, ["x-project-id"] = true, ["x-workspace-id"] = true,
+  ["content-type"] = true, ["content-length"] = true, ["transfer-encoding"] = true,
+  host = true, connection = true,
+}
+
 function _M.check_options(opts, spec, what)
   for k, v in pairs(opts) do
     local want = spec[k]
@@ -79,6 +101,14 @@ function _M.check_options(opts, spec, what)
                  range[3] and "a non-negative" or "a positive", range[2], tostring(v))
     end
   end
+  if opts.pool_size and not (opts.pool_size >= 1 and opts.pool_size <= 10000
+      and opts.pool_size % 1 == 0) then
+    return what .. " 'pool_size' must be an integer from 1 to 10000"
+  end
+  if opts.backlog and not (opts.backlog >= 0 and opts.backlog <= 100000
+      and opts.backlog % 1 == 0) then
+    return what .. " 'backlog' must be an integer from 0 to 100000"
+  end
   if opts.max_retries and not (opts.max_retries >= 0 and opts.max_retries <= 10
       and opts.max_retries % 1 == 0) then
     return what .. " 'max_retries' must be an integer from 0 to 10"
@@ -94,12 +124,22 @@ function _M.check_options(opts, spec, what)
            .. "and differ"
   end
   if opts.headers then
+    local seen = {}
     for name, value in pairs(opts.headers) do
       if type(name) ~= "string" or not name:match("^[%w%-]+$") then
         return what .. " 'headers' has an invalid header name"
       end
       if type(value) ~= "string" or value:find("[%z\1-\8\10-\31\127]") then
         return fmt("%s 'headers': header '%s' must be a one-line string", what, name)
+      end
+      local lname = name:lower()
+      if seen[lname] then
+        return fmt("%s 'headers' names one header twice ('%s' and '%s')", what, seen[lname], name)
+      end
+      seen[lname] = name
+      if spec == _M.CLIENT_OPTIONS and CLIENT_OWN_HEADERS[lname] then
+        return fmt("%s 'headers': '%s' is set by the client itself (a call's own headers may "
+                   .. "still set it)", what, name)
       end
     end
   end
@@ -152,6 +192,19 @@ function _M.settings(opts)
   end
   if opts.insecure ~= nil and opts.ca_file ~= nil and opts.insecure then
     return nil, "ca_file and insecure = true contradict each other"
+  end
+  for name in pairs(_M.NGINX_OPTIONS) do
+    if opts[name] ~= nil and opts.transport ~= nil then
+      return nil, fmt("option '%s' is an option of the OpenResty transport: it has no meaning "
+                      .. "with a transport of your own", name)
+    elseif opts[name] ~= nil and not nginx.inside() then
+      return nil, fmt("option '%s' applies inside nginx only (the OpenResty transport); "
+                      .. "outside nginx calls go through libcurl", name)
+    end
+  end
+  if opts.ssl_server_name and not (url:match("^https:") or (gateway_url or ""):match("^https:")) then
+    return nil, "option 'ssl_server_name' names the TLS server, but neither url nor gateway_url "
+                .. "is https"
   end
   return {
     url = url,

@@ -10,6 +10,7 @@
 local core = require("onecli.core")
 local client = require("onecli.client")
 local helpers = require("onecli.helpers")
+local nginx = require("onecli.nginx")
 require("onecli.approvals")
 require("onecli.batch")
 
@@ -56,14 +57,24 @@ local function settle(ok, ...)
   if is_error(err) then
     return nil, err
   end
+  local object = nginx.error_of(err)     -- raised as a string inside nginx
+  if object then
+    return nil, object
+  end
   error(err, 0)   -- programming errors stay errors
 end
 
 --- Calls fn(...) and turns a raised OneCLI error into nil, err. Other
--- errors (bugs, misuse) are raised again.
+-- errors (bugs, misuse) are raised again. Inside nginx, where a client
+-- with raise = true raises the error's one-line string (nginx prints
+-- nothing else), it returns the error object too.
 --   local agents, err = onecli.try(client.agents.list, client.agents)
 function _M.try(fn, ...)
   return settle(pcall(fn, ...))
 end
+
+--- The error object a string raised inside nginx stands for (one of the
+-- last 32 raised in this worker), or nil.
+_M.error_of = nginx.error_of
 
 return _M

@@ -81,6 +81,13 @@ function onecli.json_decode(text) end
 ---@field sleep? fun(seconds: number) how the retry loop waits
 ---@field transport? onecli.Transport any object with :request(req)
 ---@field getenv? fun(name: string): string? where the defaults are read from
+---@field headers? table<string, string> headers sent with every call (a call's own win)
+---@field pool_size? integer inside nginx: connections kept per pool
+---@field keepalive_timeout? number inside nginx: seconds an idle pooled connection is kept
+---@field backlog? integer inside nginx: connects that wait for a full pool
+---@field ssl_server_name? string inside nginx: TLS server name (SNI) and name verified
+---@field send_timeout? number inside nginx: seconds for each send
+---@field read_timeout? number inside nginx: seconds for each read
 
 ---Options of one call: the last argument of every method.
 ---@class onecli.CallOptions

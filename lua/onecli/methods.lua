@@ -10,6 +10,7 @@
 local core = require("onecli.core")
 local config = require("onecli.config")
 local keys = require("onecli.keys")
+local nginx = require("onecli.nginx")
 local retry = require("onecli.retry")
 local endpoint_table = require("onecli.endpoints")
 
@@ -233,8 +234,9 @@ local function request(self, method, path, opts)
   if why then
     error("onecli: request: path " .. why, 2)
   end
-  if self._closed then
-    error("onecli: request: the client is closed (client:close() was called); make a new one", 2)
+  local why_not = _M.check_call(self, { scope = "any" }, {})
+  if why_not then
+    error("onecli: request: " .. why_not, 2)
   end
   opts = opts or {}
   if type(opts) ~= "table" then
@@ -363,6 +365,12 @@ _M.parse_args = parse_args
 function _M.check_call(client, ep, opts)
   if client._closed then
     return "the client is closed (client:close() was called); make a new one"
+  end
+  if client._transport == nil then
+    local why = nginx.refusal(nginx.phase())
+    if why then
+      return why
+    end
   end
   if ep.scope == "project" then
     local key = keys.get(client)

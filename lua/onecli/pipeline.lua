@@ -12,6 +12,7 @@ local core = require("onecli.core")
 local retry = require("onecli.retry")
 local config = require("onecli.config")
 local keys = require("onecli.keys")
+local nginx = require("onecli.nginx")
 
 local error, type, pairs, tostring = error, type, pairs, tostring
 local fmt = string.format
@@ -87,6 +88,17 @@ function Client:gateway_origin(opts)
   return self._gateway_url
 end
 
+-- Sets a header, replacing one of the same name in another case.
+local function set_header(headers, name, value)
+  local lname = name:lower()
+  for k in pairs(headers) do
+    if k ~= name and k:lower() == lname then
+      headers[k] = nil
+    end
+  end
+  headers[name] = value
+end
+
 --- Builds the transport request of one call (no I/O except resolving the
 -- gateway origin once). Returns req, or nil and an error object.
 function Client:_request_table(method, path, body, query, opts, ep)
@@ -94,6 +106,11 @@ function Client:_request_table(method, path, body, query, opts, ep)
   local scope = ep and ep.scope or "project"
   local project = opts.project_id or opts.workspace_id or self.project_id
   local headers = { Accept = "application/json" }
+  if self._headers then
+    for k, v in pairs(self._headers) do
+      set_header(headers, k, v)
+    end
+  end
   if key and scope ~= "none" then
     headers.Authorization = "Bearer " .. key
   end
@@ -106,7 +123,7 @@ function Client:_request_table(method, path, body, query, opts, ep)
   end
   if opts.headers then
     for k, v in pairs(opts.headers) do
-      headers[k] = v
+      set_header(headers, k, v)
     end
   end
   local base, base_path = self.url, self._base_path
@@ -154,7 +171,7 @@ function Client:_policy(method, ep, opts)
     method = method,
     idempotent = ep and ep.idempotent,
     max_retries = max_retries,
-    sleep = self._sleep,
+    sleep = self._sleep,        -- or the transport's: _perform and batch set it
     base = self.backoff_base,
     max = self.backoff_max,
     max_retry_after = self.max_retry_after,
@@ -190,10 +207,11 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path, exp
     return nil, err
   end
   local expect = ep and ep.response or "json"
-  local transport = self._transport
+  local transport = self:_transport_now()
   local key = req.secret
 
   local policy = self:_policy(method, ep, opts)
+  policy.sleep = self:_sleep_now(transport)
   policy.timeout, policy.connect_timeout = req.timeout, req.connect_timeout
   policy.path, policy.secret = req.path, req.secret
   policy.expires = expires          -- a fallback route (or a batch) keeps the call's deadline
@@ -212,6 +230,7 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path, exp
 
   local result
   result, err = retry.run(attempt, policy)
+  self:_after_io()
   if err and fallback_path and unknown_route(err) then
     -- an older server: the route has its v1 name there
     self._fallbacks[ep.name] = true
@@ -231,6 +250,9 @@ function Client:_fail(err, opts)
     raise = self.raise
   end
   if raise then
+    if nginx.inside() then
+      nginx.raise_string(err)    -- nginx prints only string errors
+    end
     error(err, 0)
   end
   return nil, err
