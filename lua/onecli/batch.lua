@@ -37,16 +37,32 @@
 -- b:wait() blocks (on the transfers' sockets, at most until the next
 -- timer) for plain Lua loops; b:cancel() ends every call still running.
 --
--- A client with a transport of its own (OpenResty, Neovim, a test double)
--- has no libcurl multi handle: its batch runs the calls one after the
--- other through that transport, with the same results.
+-- Inside nginx, with the OpenResty (cosocket) transport, the calls run in
+-- nginx light threads (ngx.thread.spawn): a pool of `concurrency` threads
+-- made on the first step(), each taking the next call not started yet
+-- until none is left, each call made as a single call is
+-- (client:_perform: its retries sleep with ngx.sleep, its fallbacks, its
+-- deadline counted from the start of the batch). step() only starts the
+-- pool and reports; wait() yields to nginx until a call finishes (an
+-- ngx.semaphore, or ngx.sleep); cancel() kills the threads still running
+-- (ngx.thread.kill: only the coroutine that made the first step() may
+-- kill them; from another one, a thread still in flight finishes its
+-- current attempt, its result is dropped and it starts nothing more).
+-- A Lua error inside a thread (a log function that raises) becomes that
+-- call's error object (code CALLBACK) and is raised by the next step(),
+-- as the multi driver does.
+--
+-- A client with another transport of its own (Neovim, a test double), or
+-- the OpenResty one where nginx has no light threads, runs the calls one
+-- after the other through that transport, with the same results.
 
 local core = require("onecli.core")
 local client_mod = require("onecli.client")
+local keys = require("onecli.keys")
 local retry = require("onecli.retry")
 
-local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable =
-      error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable
+local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable, rawget, require =
+      error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable, rawget, require
 local fmt = string.format
 local floor, min, max, huge = math.floor, math.min, math.max, math.huge
 local now = core.now
@@ -76,10 +92,9 @@ local BATCH_OPTIONS = { concurrency = "number" }
 local Hub = {}
 Hub.__index = Hub
 
-local function new_hub(client)
-  local transport = client._transport
-  local options = transport:options()
-  return setmetatable({ multi = core.new_multi(options), owners = {} }, Hub)
+-- The multi handle takes the options of the client's libcurl transport.
+local function new_hub(transport)
+  return setmetatable({ multi = core.new_multi(transport:options()), owners = {} }, Hub)
 end
 
 function Hub:add(req, owner)
@@ -121,8 +136,19 @@ function Hub:close()
   self.multi:close()
 end
 
--- The libcurl transport of onecli.core answers options(); anything else
--- (OpenResty, Neovim, a test double) runs its batches call by call.
+local function hub_of(client, transport)
+  local hub = client._multi
+  if hub == nil then
+    hub = new_hub(transport)
+    client._multi = hub
+  end
+  return hub
+end
+
+---------------------------------------------------------------------------
+-- which driver runs a batch
+
+-- The libcurl transport of onecli.core answers options().
 local function is_core_transport(t)
   if type(t) ~= "userdata" then
     return false
@@ -130,14 +156,64 @@ local function is_core_transport(t)
   return (pcall(function() return t:options() end))
 end
 
-local function hub_of(client)
-  local hub = client._multi
-  if hub == nil then
-    hub = new_hub(client)
-    client._multi = hub
+-- The OpenResty transport says so (cosockets = true); an older one is
+-- known by its class.
+local function is_cosocket_transport(t)
+  if type(t) ~= "table" then
+    return false
   end
-  return hub
+  if t.cosockets == true then
+    return true
+  end
+  local ok, resty = pcall(require, "onecli.transport.resty")
+  return ok and type(resty) == "table" and resty.Transport ~= nil
+         and getmetatable(t) == resty.Transport
 end
+
+-- nginx's phases where light threads (and ngx.sleep) exist.
+local THREAD_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- nginx's ngx table where light threads may be spawned now, else nil.
+local function ngx_threads()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function"
+      or type(ngx.thread) ~= "table" or type(ngx.thread.spawn) ~= "function" then
+    return nil
+  end
+  local ok, phase = pcall(ngx.get_phase)
+  if ok and THREAD_PHASES[phase] then
+    return ngx
+  end
+  return nil
+end
+
+-- The transport a call made now would use (the client picks it per call
+-- from nginx's phase; an older client has one, fixed).
+local function transport_now(client)
+  if type(client._transport_now) == "function" then
+    return client:_transport_now()
+  end
+  return client._transport
+end
+
+--- How a batch of this client runs now: "multi" (libcurl's multi handle),
+-- "threads" (nginx light threads over cosockets) or "sequential" (one
+-- call after the other through the client's transport); and the
+-- transport.
+local function driver_for(client)
+  local t = transport_now(client)
+  if is_core_transport(t) then
+    return "multi", t
+  end
+  if is_cosocket_transport(t) and ngx_threads() then
+    return "threads", t
+  end
+  return "sequential", t
+end
+_M.driver_for = driver_for
 
 --- Releases the client's multi handle (its connections). Idempotent;
 -- client:close() calls it.
@@ -292,9 +368,9 @@ local function new_batch(client, calls, opts, level)
   if getmetatable(client) ~= client_mod.Client then
     error("onecli: batch: call it with a colon: client:batch(calls)", level)
   end
-  if client._closed then
-    error("onecli: batch: the client is closed (client:close() was called); make a new one",
-          level)
+  local why = check_call(client, { scope = "any" }, {})   -- closed; an nginx phase without I/O
+  if why then
+    error("onecli: batch: " .. why, level)
   end
   if type(calls) ~= "table" then
     error("onecli: batch: calls must be a table (an array of calls), got " .. type(calls), level)
@@ -369,8 +445,10 @@ local function new_batch(client, calls, opts, level)
     failed = 0,
     out = {},
   }, Batch)
-  if is_core_transport(client._transport) then
-    self.hub = hub_of(client)
+  local driver, transport = driver_for(client)
+  self.driver = driver
+  if driver == "multi" then
+    self.hub = hub_of(client, transport)
   end
   return self
 end
@@ -532,11 +610,136 @@ function Batch:_step_sequential()
   end
 end
 
+---------------------------------------------------------------------------
+-- nginx light threads
+
+-- The path an error of this call names (the transport's path: with the
+-- client's base path, none for the gateway).
+local function error_path(client, rec)
+  if rec.req then
+    return rec.req.path
+  end
+  local base = (rec.ep.base == "gateway") and "" or (client._base_path or "")
+  return base .. rec.path
+end
+
+-- A ngx.semaphore for wait(), or nil where lua-resty-core has none.
+local function new_semaphore()
+  local ok, semaphore = pcall(require, "ngx.semaphore")
+  if not ok or type(semaphore) ~= "table" then
+    return nil
+  end
+  local made, sema = pcall(semaphore.new, 0)
+  return made and sema or nil
+end
+
+-- One light thread of the pool: takes the next call not started yet and
+-- makes it (retries, fallbacks and the deadline included) until none is
+-- left or the batch is cancelled.
+local function worker(self)
+  local client = self.client
+  while not self.cancelled do
+    local rec = self:_next_ready(huge)
+    if rec == nil then
+      return
+    end
+    rec.state = "inflight"
+    rec.attempt = 1
+    self.inflight = self.inflight + 1
+    local ok, result, err = pcall(client._perform, client, rec.method, rec.path, rec.body,
+                                  rec.query, rec.opts, rec.ep, rec.fallback, rec.policy.expires)
+    if rec.state == "inflight" then    -- (else cancel() gave it its result)
+      self.inflight = self.inflight - 1
+      if not ok then
+        -- a Lua error (the client's log function raised): the call still
+        -- gets a result, and the next step() raises it
+        local failure = result
+        result, err = nil, core.transport_error(rec.method, error_path(client, rec), "CALLBACK",
+          tostring(failure), { secret = keys.get(client), attempts = rec.attempt })
+        if self.failure == nil then
+          self.failure = failure
+        end
+      end
+      self:_finish(rec, result, err)
+      if self.sema then
+        self.sema:post(1)
+      end
+    end
+  end
+end
+
+-- Starts the pool: as many threads as calls, at most `concurrency`. Each
+-- runs at once until its first wait (nginx's spawn), then step() returns.
+function Batch:_spawn(ngx)
+  self.threads = {}
+  self.sema = new_semaphore()
+  local n = min(self.concurrency, #self.records - self.queue_head + 1)
+  for i = 1, n do
+    self.threads[i] = ngx.thread.spawn(worker, self)
+  end
+end
+
+-- Ends the pool's threads: kills those still running and reaps those
+-- done (ngx.thread.kill does both; only for the coroutine that spawned
+-- them: from another one a thread still running stops after its call).
+function Batch:_stop_threads()
+  local threads = self.threads
+  if threads == nil or self.stopped then
+    return
+  end
+  self.stopped = true
+  local ngx = rawget(_G, "ngx")
+  local kill = type(ngx) == "table" and ngx.thread and ngx.thread.kill
+  if kill then
+    local ok, queue = pcall(require, "onecli.transport.resty_queue")
+    for i = 1, #threads do
+      pcall(kill, threads[i])
+      if ok then
+        queue.abandon(threads[i])    -- its place in a pool's queue, if it had one
+      end
+    end
+  end
+end
+
+function Batch:_step_threads()
+  if self.remaining > 0 and not self.cancelled then
+    if self.client._closed then
+      error("onecli: batch: the client was closed while the batch ran", 3)
+    end
+    if self.threads == nil then
+      local ngx = ngx_threads()
+      if ngx == nil then
+        error("onecli: batch: a batch over cosockets runs where nginx has light threads "
+              .. "(a rewrite, access or content handler, or an ngx.timer.at callback)", 3)
+      end
+      self:_spawn(ngx)
+    end
+  end
+  local failure = self.failure
+  if failure ~= nil then
+    self.failure = nil
+    error(failure, 0)
+  end
+  if self.remaining == 0 then
+    self:_stop_threads()
+    return true
+  end
+  return false
+end
+
+---------------------------------------------------------------------------
+-- stepping
+
 --- Moves every call on as far as it can without blocking: starts calls
 -- (up to the concurrency bound, retries whose backoff is over), lets
 -- libcurl work, takes in what finished. Returns true when every call is
--- done.
+-- done. (In nginx's light threads the calls move by themselves: the
+-- first step starts them.)
 function Batch:step()
+  if self.driver == "threads" then
+    local done = self:_step_threads()   -- (not a tail call: its errors name our caller)
+    return done
+  end
   if self.remaining == 0 then
     return true
   end
@@ -552,7 +755,11 @@ function Batch:step()
     self.hub:pump()
     self:_fill()
   end
-  return self.remaining == 0
+  if self.remaining == 0 then
+    self.client:_after_io()     -- (nginx's master keeps no connection)
+    return true
+  end
+  return false
 end
 
 -- Seconds until step() has something to do, at most `cap` while
@@ -588,18 +795,43 @@ end
 --- Seconds until step() should run again (0: now). While transfers are
 -- in flight it is at most 10 ms: the loop does not see their sockets.
 function Batch:next_wakeup()
+  if self.driver == "threads" then
+    if self.remaining == 0 or self.threads == nil or self.failure ~= nil then
+      return 0
+    end
+    return POLL_INTERVAL
+  end
   return self:_until_next(POLL_INTERVAL)
 end
 
 --- Blocks until a transfer has news or the next timer (a retry's backoff,
 -- libcurl's own) is due, at most `max_seconds` (default: 1 s).
 function Batch:wait(max_seconds)
+  if self.driver == "threads" then
+    return self:_wait_threads(max_seconds)
+  end
   if self.hub == nil or self.remaining == 0 then
     return
   end
   local seconds = min(self:_until_next(MAX_WAIT), max_seconds or MAX_WAIT)
   if seconds > 0 then
     self.hub.multi:wait(floor(seconds * 1000 + 0.5))
+  end
+end
+
+-- In nginx: yields until a call finishes (or at most `max_seconds`).
+function Batch:_wait_threads(max_seconds)
+  if self.remaining == 0 or self.threads == nil or self.failure ~= nil then
+    return
+  end
+  local seconds = min(MAX_WAIT, max_seconds or MAX_WAIT)
+  if seconds <= 0 then
+    return
+  end
+  if self.sema then
+    self.sema:wait(seconds)
+  else
+    rawget(_G, "ngx").sleep(min(seconds, POLL_INTERVAL))
   end
 end
 
@@ -617,15 +849,23 @@ end
 --- Ends every call not done yet: each gets a connection_error with code
 -- CANCELLED. Idempotent.
 function Batch:cancel()
+  local threads = self.driver == "threads"
+  if threads then
+    self.cancelled = true
+    self:_stop_threads()
+  end
   for _, rec in ipairs(self.records) do
     if rec.state ~= "done" then
       if rec.id ~= nil and self.hub then
         self.by_id[rec.id] = nil
         self.hub:cancel(rec.id)
         self.inflight = self.inflight - 1
+      elseif threads and rec.state == "inflight" then
+        self.inflight = self.inflight - 1
       end
       local req = rec.req
-      local err = core.transport_error(rec.method, req and req.path or rec.path, "CANCELLED",
+      local path = threads and error_path(self.client, rec) or (req and req.path or rec.path)
+      local err = core.transport_error(rec.method, path, "CANCELLED",
                                        "the batch was cancelled",
                                        { request_sent = rec.attempt > 0,
                                          secret = req and req.secret,
@@ -635,6 +875,9 @@ function Batch:cancel()
     end
   end
   self.waiting = {}
+  if threads and self.sema then
+    self.sema:post(1)     -- a wait() elsewhere returns
+  end
 end
 
 ---------------------------------------------------------------------------
