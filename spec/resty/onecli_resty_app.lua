@@ -34,9 +34,11 @@ local function start()
   return ngx.now()
 end
 
+-- raise = true: the handlers below look at what a call raises (inside
+-- nginx a client returns nil, err by default)
 local function client(extra)
   local opts = { url = settings.url, api_key = settings.api_key, max_retries = 0,
-                 getenv = function() end }
+                 getenv = function() end, raise = true }
   for k, v in pairs(extra or {}) do
     opts[k] = v
   end
@@ -44,10 +46,17 @@ local function client(extra)
 end
 
 local function error_fields(err)
+  local raised_string
+  if type(err) == "string" and onecli.error_of(err) then
+    -- inside nginx an error is raised as its one-line string (nginx prints
+    -- nothing else); onecli.error_of gives the object back
+    raised_string, err = err, onecli.error_of(err)
+  end
   if not onecli.is_error(err) then
     return { raised = tostring(err) }
   end
   return {
+    raised_string = raised_string,
     type = err.type, status = err.status, code = err.code, message = err.message,
     retryable = err.retryable, request_sent = err.request_sent, attempts = err.attempts,
     method = err.method, path = err.path, string = tostring(err),
@@ -74,20 +83,27 @@ function handlers.agents(args)
   for _, a in ipairs(c.agents:list()) do
     ids[#ids + 1] = a.identifier
   end
-  local is_resty = getmetatable(c._transport) == resty.Transport
+  local t = c:_transport_now()
+  local is_resty = getmetatable(t) == resty.Transport
+  local sleep = c:_sleep_now(t)
   c:close()
-  return { transport = is_resty and "resty" or tostring(c._transport),
-           sleep_is_ngx_sleep = c._sleep == ngx.sleep,
+  return { transport = is_resty and "resty" or tostring(t),
+           sleep_is_ngx_sleep = sleep == ngx.sleep,
            created = created.identifier, identifiers = ids }
 end
 
--- a 404: as a value (raise = false) and as a raised error object
+-- a 404: as a value (the default inside nginx) and raised (raise = true:
+-- the one-line string, and onecli.try's object)
 function handlers.not_found()
-  local c = client({ raise = false })
+  local c = onecli.new({ url = settings.url, api_key = settings.api_key, max_retries = 0,
+                         getenv = function() end })
   local v, err = c.agents:get("00000000-0000-0000-0000-000000000000")
   local raised = outcome(c.agents.get, c.agents, "00000000-0000-0000-0000-000000000000",
                          { raise = true })
-  return { value = v or cjson.null, err = error_fields(err), raised = raised }
+  local _, tried = onecli.try(c.agents.get, c.agents, "00000000-0000-0000-0000-000000000000",
+                              { raise = true })
+  return { value = v or cjson.null, err = error_fields(err), raised = raised,
+           tried = error_fields(tried) }
 end
 
 -- a port nothing listens on; one retry, slept with ngx.sleep
@@ -219,6 +235,104 @@ function handlers.chunked_api()
   return outcome(c.request, c, "GET", "/chunked")
 end
 
+---------------------------------------------------------------------------
+-- the options a lua-resty-http user reaches for (send_timeout,
+-- read_timeout, backlog, ssl_server_name), on the transport itself
+
+-- One request through transport t; its outcome and how long it took.
+local function timed_request(t, method, url, extra)
+  local req = { method = method, url = url, path = url:match("^https?://[^/]*(/[^?]*)") or "/",
+                headers = { Accept = "application/json" }, timeout = 10, connect_timeout = 2 }
+  for k, v in pairs(extra or {}) do
+    req[k] = v
+  end
+  local t0 = start()
+  local status, headers, body = t:request(req)
+  local r = status and { status = status, body = body } or { err = error_fields(headers) }
+  r.elapsed = elapsed_since(t0)
+  return r
+end
+
+local function backend_url(name)
+  return settings.self_url .. "/backend/" .. name
+end
+
+-- a backend that answers nothing for 2 s: read_timeout 0.3 ends the wait,
+-- though the request's timeout is 10
+function handlers.read_timeout()
+  return timed_request(resty.new({ read_timeout = 0.3 }), "GET", backend_url("stall?s=2"))
+end
+
+-- read_timeout bounds each wait, not the whole answer: 6 parts 0.15 s
+-- apart (about 0.9 s) with read_timeout 0.5; and the request's timeout
+-- still bounds everything (read_timeout 5, timeout 0.3)
+function handlers.read_timeout_per_read()
+  return {
+    drip = timed_request(resty.new({ read_timeout = 0.5 }), "GET",
+                         backend_url("drip?n=6&gap=0.15")),
+    overall = timed_request(resty.new({ read_timeout = 5 }), "GET", backend_url("stall?s=2"),
+                            { timeout = 0.3 }),
+    unset = timed_request(resty.new(), "GET", backend_url("stall?s=0.5")),
+  }
+end
+
+-- 16 MiB to a backend that reads none of it for 3 s: once the socket
+-- buffers are full, send_timeout 0.3 ends the write (timeout 10)
+function handlers.send_timeout()
+  local body = string.rep("x", 16 * 1024 * 1024)
+  return timed_request(resty.new({ send_timeout = 0.3 }), "POST", backend_url("stall?s=3"),
+                       { body = body, fresh_connect = true })
+end
+
+-- what the /backend/slow handler saw: how many ran at once, on how many
+-- connections
+local slow_seen
+
+local function reset_slow_seen()
+  slow_seen = { active = 0, max_active = 0, connections = 0, seen = {} }
+end
+reset_slow_seen()
+
+-- n calls at once (light threads) through one transport with pool_size
+-- (1) and backlog (unset) to a backend that takes s seconds
+function handlers.backlog(args)
+  reset_slow_seen()
+  local t = resty.new({ pool_size = tonumber(args.pool_size) or 1,
+                        backlog = tonumber(args.backlog) })
+  local url = backend_url("slow?s=" .. (tonumber(args.s) or 0.3))
+  local extra = { connect_timeout = tonumber(args.connect_timeout) or 2 }
+  local threads = {}
+  for i = 1, tonumber(args.n) or 3 do
+    threads[i] = ngx.thread.spawn(timed_request, t, "GET", url, extra)
+  end
+  local results = {}
+  for i, th in ipairs(threads) do
+    local ok, r = ngx.thread.wait(th)
+    results[i] = ok and r or { raised = tostring(r) }
+  end
+  return { results = results, max_active = slow_seen.max_active,
+           connections = slow_seen.connections }
+end
+
+-- pool_size 1 with a backlog: a GET leaves its connection in the pool,
+-- then a POST (fresh_connect) passes it over and must not wait for it
+function handlers.backlog_fresh()
+  reset_slow_seen()
+  local t = resty.new({ pool_size = 1, backlog = 2 })
+  local url = backend_url("slow?s=0.05")
+  local get = timed_request(t, "GET", url, { connect_timeout = 1 })
+  local post = timed_request(t, "POST", url, { connect_timeout = 1, body = "{}",
+                                               fresh_connect = true })
+  return { get = get, post = post, connections = slow_seen.connections }
+end
+
+-- (under /tls-trusted/) openssl s_server by IP address, its certificate
+-- checked against ssl_server_name
+function handlers.server_name(args)
+  local t = resty.new({ ssl_server_name = args.name, ca_file = settings.cert })
+  return timed_request(t, "GET", settings.tls_url .. "/")
+end
+
 
 function _M.handle()
   local name = ngx.var.uri:match("^/[%w%-]+/([%w_]+)$")
@@ -290,6 +404,45 @@ function backends.head()
   if ngx.req.get_method() ~= "HEAD" then
     ngx.print('{"ok":true}')
   end
+end
+
+-- answers after s seconds (2), reading nothing before
+function backends.stall()
+  ngx.sleep(tonumber(ngx.req.get_uri_args().s) or 2)
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print('{"ok":true}')
+end
+
+-- a JSON array in n + 1 parts, gap seconds apart
+function backends.drip()
+  local args = ngx.req.get_uri_args()
+  local n, gap = tonumber(args.n) or 5, tonumber(args.gap) or 0.2
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print("[0")
+  ngx.flush(true)
+  for i = 1, n do
+    ngx.sleep(gap)
+    ngx.print(",", i)
+    ngx.flush(true)
+  end
+  ngx.print("]")
+end
+
+-- answers after s seconds (0.3), counting the calls at once and the
+-- connections they came on
+function backends.slow()
+  local seen = slow_seen
+  seen.active = seen.active + 1
+  seen.max_active = math.max(seen.max_active, seen.active)
+  local conn = ngx.var.connection
+  if not seen.seen[conn] then
+    seen.seen[conn] = true
+    seen.connections = seen.connections + 1
+  end
+  ngx.sleep(tonumber(ngx.req.get_uri_args().s) or 0.3)
+  seen.active = seen.active - 1
+  ngx.header["Content-Type"] = "application/json"
+  ngx.print('{"ok":true}')
 end
 
 function _M.backend()

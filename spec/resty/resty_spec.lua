@@ -191,7 +191,7 @@ describe("the OpenResty transport in nginx", function()
       assert.are.equal(2, #srv:requests())
     end)
 
-    it("return API errors as error objects, raised or as values", function()
+    it("return API errors as values by default; raised, as the one-line string nginx prints", function()
       local r = call("/t/not_found")
       assert.are.equal(404, r.err.status)
       assert.are.equal("not_found_error", r.err.type)
@@ -201,6 +201,9 @@ describe("the OpenResty transport in nginx", function()
       assert.matches("^onecli: 404 not_found_error", r.err.string)
       assert.are.equal("not_found_error", r.raised.type)
       assert.are.equal(404, r.raised.status)
+      assert.are.equal(r.raised.string, r.raised.raised_string, "raised as its tostring")
+      assert.are.equal(404, r.tried.status, "onecli.try gives the object back")
+      assert.is_nil(r.tried.raised_string)
     end)
 
     it("a refused connection is a connection_error, retried even for a POST", function()
@@ -366,6 +369,17 @@ describe("the OpenResty transport in nginx", function()
       assert.are.equal(200, r.status)
     end)
 
+    it("verifies ssl_server_name instead of the URL's host (connecting by IP address)",
+       function()
+      local r = call("/tls-trusted/server_name?name=localhost")
+      assert.is_nil(r.err, r.err and r.err.message)
+      assert.are.equal(200, r.status)
+      r = call("/tls-trusted/server_name?name=other.example")
+      assert.are.equal("tls_error", r.err.type)
+      assert.are.equal("PEER_FAILED_VERIFICATION", r.err.code)
+      assert.is_false(r.err.request_sent)
+    end)
+
     it("refuses a ca_file that is not nginx's lua_ssl_trusted_certificate", function()
       local r = call("/t/ca_mismatch")
       assert.is_false(r.ok)
@@ -407,6 +421,119 @@ describe("the OpenResty transport in nginx", function()
       assert.are.equal(200, r.status)
       assert.are.equal("", r.body)
       assert.are.equal("11", r.headers["content-length"])
+    end)
+  end)
+
+  describe("send_timeout and read_timeout", function()
+    it("read_timeout ends a stalled answer in about read_timeout, though timeout is 10", function()
+      local r = call("/t/read_timeout")
+      assert.is_nil(r.status)
+      assert.are.equal("timeout_error", r.err.type)
+      assert.are.equal("OPERATION_TIMEDOUT", r.err.code)
+      assert.is_true(r.err.request_sent)
+      assert.matches("read_timeout", r.err.message)
+      assert.is_true(r.elapsed >= 0.28 and r.elapsed < 1.5, "took " .. r.elapsed .. " s")
+    end)
+
+    it("read_timeout bounds each wait, the request's timeout the whole answer", function()
+      local r = call("/t/read_timeout_per_read")
+      -- an answer that keeps coming is read to its end, longer than read_timeout
+      assert.are.equal(200, r.drip.status, tostring(r.drip.err and r.drip.err.message))
+      assert.are.equal("[0,1,2,3,4,5,6]", r.drip.body)
+      assert.is_true(r.drip.elapsed >= 0.8, "took " .. r.drip.elapsed .. " s")
+      -- read_timeout longer than what is left: the timeout ends it, and says so
+      assert.are.equal("OPERATION_TIMEDOUT", r.overall.err.code)
+      assert.is_nil(r.overall.err.message:find("read_timeout", 1, true))
+      assert.is_true(r.overall.elapsed >= 0.28 and r.overall.elapsed < 1.5,
+        "took " .. r.overall.elapsed .. " s")
+      -- unset: a read may take what is left of the timeout
+      assert.are.equal(200, r.unset.status)
+      assert.is_true(r.unset.elapsed >= 0.45, "took " .. r.unset.elapsed .. " s")
+    end)
+
+    it("send_timeout ends a write the server does not take, though timeout is 10", function()
+      local r = call("/t/send_timeout")
+      assert.is_nil(r.status)
+      assert.are.equal("timeout_error", r.err.type)
+      assert.are.equal("OPERATION_TIMEDOUT", r.err.code)
+      assert.is_true(r.err.request_sent)      -- part of it went out
+      assert.matches("while sending the request %(send_timeout", r.err.message)
+      assert.is_true(r.elapsed >= 0.28 and r.elapsed < 2.5, "took " .. r.elapsed .. " s")
+    end)
+  end)
+
+  describe("backlog", function()
+    local function by_outcome(results)
+      local ok, errors = {}, {}
+      for _, r in ipairs(results) do
+        assert.is_nil(r.raised)
+        if r.status == 200 then ok[#ok + 1] = r else errors[#errors + 1] = r end
+      end
+      return ok, errors
+    end
+
+    it("unset, pool_size limits only idle connections: 3 calls at once open 3", function()
+      local r = call("/t/backlog?n=3&s=0.3")
+      local ok = by_outcome(r.results)
+      assert.are.equal(3, #ok)
+      assert.are.equal(3, r.max_active)
+      assert.are.equal(3, r.connections)
+    end)
+
+    it("set, the calls wait in the queue and take turns on pool_size connections", function()
+      local r = call("/t/backlog?n=3&s=0.3&pool_size=1&backlog=5")
+      local ok = by_outcome(r.results)
+      assert.are.equal(3, #ok)
+      assert.are.equal(1, r.max_active)       -- never two at once
+      assert.are.equal(1, r.connections)      -- each took the connection the last gave back
+      local took = {}
+      for i, res in ipairs(ok) do took[i] = res.elapsed end
+      table.sort(took)
+      assert.is_true(took[1] >= 0.25 and took[1] < 0.8, "first took " .. took[1] .. " s")
+      assert.is_true(took[3] >= 0.85, "the last waited for two turns, took " .. took[3] .. " s")
+    end)
+
+    it("a full queue is an unsent connection_error at once (backlog = 0)", function()
+      local r = call("/t/backlog?n=3&s=0.5&pool_size=1&backlog=0")
+      local ok, errors = by_outcome(r.results)
+      assert.are.equal(1, #ok)
+      assert.are.equal(2, #errors)
+      for _, e in ipairs(errors) do
+        assert.are.equal("connection_error", e.err.type)
+        assert.are.equal("COULDNT_CONNECT", e.err.code)
+        assert.is_false(e.err.request_sent)
+        assert.is_true(e.err.retryable)
+        assert.matches("too many waiting connect operations (pool_size 1, backlog 0",
+          e.err.message, 1, true)
+        assert.is_true(e.elapsed < 0.2, "failed after " .. e.elapsed .. " s")
+      end
+      assert.are.equal(1, r.max_active)
+      assert.are.equal(1, r.connections)
+    end)
+
+    it("a wait in the queue longer than connect_timeout is an unsent timeout_error", function()
+      local r = call("/t/backlog?n=3&s=1.5&pool_size=1&backlog=1&connect_timeout=0.3")
+      local first, queued, refused = r.results[1], r.results[2], r.results[3]
+      assert.are.equal(200, first.status)
+      assert.are.equal("timeout_error", queued.err.type)
+      assert.are.equal("OPERATION_TIMEDOUT", queued.err.code)
+      assert.is_false(queued.err.request_sent)
+      assert.matches("backlog 1", queued.err.message, 1, true)
+      assert.is_true(queued.elapsed >= 0.28 and queued.elapsed < 1.2,
+        "gave up after " .. queued.elapsed .. " s")
+      assert.are.equal("COULDNT_CONNECT", refused.err.code)
+      assert.is_false(refused.err.request_sent)
+      assert.is_true(refused.elapsed < 0.2, "failed after " .. refused.elapsed .. " s")
+      assert.are.equal(1, r.connections)
+    end)
+
+    it("a POST (fresh connection) does not wait for the pooled connection it passes over",
+       function()
+      local r = call("/t/backlog_fresh")
+      assert.are.equal(200, r.get.status)
+      assert.are.equal(200, r.post.status, tostring(r.post.err and r.post.err.message))
+      assert.is_true(r.post.elapsed < 0.5, "the POST took " .. r.post.elapsed .. " s")
+      assert.are.equal(2, r.connections)
     end)
   end)
 
