@@ -37,8 +37,11 @@ function _M:log(line)
   if not self.quiet then self.log_fn(line) end
 end
 
+-- The accept queue holds 1024 connections: with a shorter one, 200 calls
+-- connecting at once while the loop is busy overflow it, and the kernel's
+-- SYN retransmission adds a second to some of them.
 local function bind(host, port)
-  local listener, err = socket.bind(host, port, 64)
+  local listener, err = socket.bind(host, port, 1024)
   if not listener then return nil, err end
   listener:settimeout(0)
   local _, bound_port = listener:getsockname()
