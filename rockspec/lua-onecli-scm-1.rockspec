@@ -38,6 +38,7 @@ build = {
     ["onecli"] = "lua/onecli/init.lua",
     ["onecli.approvals"] = "lua/onecli/approvals.lua",
     ["onecli.batch"] = "lua/onecli/batch.lua",
+    ["onecli.batch_threads"] = "lua/onecli/batch_threads.lua",
     ["onecli.client"] = "lua/onecli/client.lua",
     ["onecli.config"] = "lua/onecli/config.lua",
     ["onecli.dispatch"] = "lua/onecli/dispatch.lua",

@@ -38,19 +38,7 @@
 -- timer) for plain Lua loops; b:cancel() ends every call still running.
 --
 -- Inside nginx, with the OpenResty (cosocket) transport, the calls run in
--- nginx light threads (ngx.thread.spawn): a pool of `concurrency` threads
--- made on the first step(), each taking the next call not started yet
--- until none is left, each call made as a single call is
--- (client:_perform: its retries sleep with ngx.sleep, its fallbacks, its
--- deadline counted from the start of the batch). step() only starts the
--- pool and reports; wait() yields to nginx until a call finishes (an
--- ngx.semaphore, or ngx.sleep); cancel() kills the threads still running
--- (ngx.thread.kill: only the coroutine that made the first step() may
--- kill them; from another one, a thread still in flight finishes its
--- current attempt, its result is dropped and it starts nothing more).
--- A Lua error inside a thread (a log function that raises) becomes that
--- call's error object (code CALLBACK) and is raised by the next step(),
--- as the multi driver does.
+-- a pool of nginx light threads (ngx.thread.spawn): see batch_threads.lua.
 --
 -- A client with another transport of its own (Neovim, a test double), or
 -- the OpenResty one where nginx has no light threads, runs the calls one
@@ -58,11 +46,11 @@
 
 local core = require("onecli.core")
 local client_mod = require("onecli.client")
-local keys = require("onecli.keys")
 local retry = require("onecli.retry")
+local light = require("onecli.batch_threads")
 
-local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable, rawget, require =
-      error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable, rawget, require
+local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable =
+      error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable
 local fmt = string.format
 local floor, min, max, huge = math.floor, math.min, math.max, math.huge
 local now = core.now
@@ -156,59 +144,16 @@ local function is_core_transport(t)
   return (pcall(function() return t:options() end))
 end
 
--- The OpenResty transport says so (cosockets = true); an older one is
--- known by its class.
-local function is_cosocket_transport(t)
-  if type(t) ~= "table" then
-    return false
-  end
-  if t.cosockets == true then
-    return true
-  end
-  local ok, resty = pcall(require, "onecli.transport.resty")
-  return ok and type(resty) == "table" and resty.Transport ~= nil
-         and getmetatable(t) == resty.Transport
-end
-
--- nginx's phases where light threads (and ngx.sleep) exist.
-local THREAD_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
-
--- nginx's ngx table where light threads may be spawned now, else nil.
-local function ngx_threads()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function"
-      or type(ngx.thread) ~= "table" or type(ngx.thread.spawn) ~= "function" then
-    return nil
-  end
-  local ok, phase = pcall(ngx.get_phase)
-  if ok and THREAD_PHASES[phase] then
-    return ngx
-  end
-  return nil
-end
-
--- The transport a call made now would use (the client picks it per call
--- from nginx's phase; an older client has one, fixed).
-local function transport_now(client)
-  if type(client._transport_now) == "function" then
-    return client:_transport_now()
-  end
-  return client._transport
-end
-
 --- How a batch of this client runs now: "multi" (libcurl's multi handle),
 -- "threads" (nginx light threads over cosockets) or "sequential" (one
 -- call after the other through the client's transport); and the
 -- transport.
 local function driver_for(client)
-  local t = transport_now(client)
+  local t = client:_transport_now()
   if is_core_transport(t) then
     return "multi", t
   end
-  if is_cosocket_transport(t) and ngx_threads() then
+  if type(t) == "table" and t.cosockets == true and light.ngx() then
     return "threads", t
   end
   return "sequential", t
@@ -357,6 +302,7 @@ end
 
 local Batch = {}
 Batch.__index = Batch
+light.install(Batch)     -- the methods of the "threads" driver
 Batch.__name = "onecli.Batch"
 
 function Batch.__tostring(self)
@@ -611,123 +557,6 @@ function Batch:_step_sequential()
 end
 
 ---------------------------------------------------------------------------
--- nginx light threads
-
--- The path an error of this call names (the transport's path: with the
--- client's base path, none for the gateway).
-local function error_path(client, rec)
-  if rec.req then
-    return rec.req.path
-  end
-  local base = (rec.ep.base == "gateway") and "" or (client._base_path or "")
-  return base .. rec.path
-end
-
--- A ngx.semaphore for wait(), or nil where lua-resty-core has none.
-local function new_semaphore()
-  local ok, semaphore = pcall(require, "ngx.semaphore")
-  if not ok or type(semaphore) ~= "table" then
-    return nil
-  end
-  local made, sema = pcall(semaphore.new, 0)
-  return made and sema or nil
-end
-
--- One light thread of the pool: takes the next call not started yet and
--- makes it (retries, fallbacks and the deadline included) until none is
--- left or the batch is cancelled.
-local function worker(self)
-  local client = self.client
-  while not self.cancelled do
-    local rec = self:_next_ready(huge)
-    if rec == nil then
-      return
-    end
-    rec.state = "inflight"
-    rec.attempt = 1
-    self.inflight = self.inflight + 1
-    local ok, result, err = pcall(client._perform, client, rec.method, rec.path, rec.body,
-                                  rec.query, rec.opts, rec.ep, rec.fallback, rec.policy.expires)
-    if rec.state == "inflight" then    -- (else cancel() gave it its result)
-      self.inflight = self.inflight - 1
-      if not ok then
-        -- a Lua error (the client's log function raised): the call still
-        -- gets a result, and the next step() raises it
-        local failure = result
-        result, err = nil, core.transport_error(rec.method, error_path(client, rec), "CALLBACK",
-          tostring(failure), { secret = keys.get(client), attempts = rec.attempt })
-        if self.failure == nil then
-          self.failure = failure
-        end
-      end
-      self:_finish(rec, result, err)
-      if self.sema then
-        self.sema:post(1)
-      end
-    end
-  end
-end
-
--- Starts the pool: as many threads as calls, at most `concurrency`. Each
--- runs at once until its first wait (nginx's spawn), then step() returns.
-function Batch:_spawn(ngx)
-  self.threads = {}
-  self.sema = new_semaphore()
-  local n = min(self.concurrency, #self.records - self.queue_head + 1)
-  for i = 1, n do
-    self.threads[i] = ngx.thread.spawn(worker, self)
-  end
-end
-
--- Ends the pool's threads: kills those still running and reaps those
--- done (ngx.thread.kill does both; only for the coroutine that spawned
--- them: from another one a thread still running stops after its call).
-function Batch:_stop_threads()
-  local threads = self.threads
-  if threads == nil or self.stopped then
-    return
-  end
-  self.stopped = true
-  local ngx = rawget(_G, "ngx")
-  local kill = type(ngx) == "table" and ngx.thread and ngx.thread.kill
-  if kill then
-    local ok, queue = pcall(require, "onecli.transport.resty_queue")
-    for i = 1, #threads do
-      pcall(kill, threads[i])
-      if ok then
-        queue.abandon(threads[i])    -- its place in a pool's queue, if it had one
-      end
-    end
-  end
-end
-
-function Batch:_step_threads()
-  if self.remaining > 0 and not self.cancelled then
-    if self.client._closed then
-      error("onecli: batch: the client was closed while the batch ran", 3)
-    end
-    if self.threads == nil then
-      local ngx = ngx_threads()
-      if ngx == nil then
-        error("onecli: batch: a batch over cosockets runs where nginx has light threads "
-              .. "(a rewrite, access or content handler, or an ngx.timer.at callback)", 3)
-      end
-      self:_spawn(ngx)
-    end
-  end
-  local failure = self.failure
-  if failure ~= nil then
-    self.failure = nil
-    error(failure, 0)
-  end
-  if self.remaining == 0 then
-    self:_stop_threads()
-    return true
-  end
-  return false
-end
-
----------------------------------------------------------------------------
 -- stepping
 
 --- Moves every call on as far as it can without blocking: starts calls
@@ -819,22 +648,6 @@ function Batch:wait(max_seconds)
   end
 end
 
--- In nginx: yields until a call finishes (or at most `max_seconds`).
-function Batch:_wait_threads(max_seconds)
-  if self.remaining == 0 or self.threads == nil or self.failure ~= nil then
-    return
-  end
-  local seconds = min(MAX_WAIT, max_seconds or MAX_WAIT)
-  if seconds <= 0 then
-    return
-  end
-  if self.sema then
-    self.sema:wait(seconds)
-  else
-    rawget(_G, "ngx").sleep(min(seconds, POLL_INTERVAL))
-  end
-end
-
 --- Whether every call is done.
 function Batch:done()
   return self.remaining == 0
@@ -864,7 +677,7 @@ function Batch:cancel()
         self.inflight = self.inflight - 1
       end
       local req = rec.req
-      local path = threads and error_path(self.client, rec) or (req and req.path or rec.path)
+      local path = threads and light.error_path(self.client, rec) or (req and req.path or rec.path)
       local err = core.transport_error(rec.method, path, "CANCELLED",
                                        "the batch was cancelled",
                                        { request_sent = rec.attempt > 0,
