@@ -200,7 +200,8 @@ end
 function Nginx:children()
   local out = {}
   if not self.pid then return out end
-  local p = io.popen("ps -o pid=,args= --ppid " .. self.pid .. " 2>/dev/null")
+  -- (without LD_PRELOAD: procps' ps hangs with ASan preloaded)
+  local p = io.popen("env -u LD_PRELOAD ps -o pid=,args= --ppid " .. self.pid .. " 2>/dev/null")
   for line in p:lines() do
     local pid, args = line:match("^%s*(%d+)%s+(.*)$")
     if pid then out[#out + 1] = { pid = tonumber(pid), args = args } end
@@ -287,7 +288,8 @@ end
 -- pids of the nginx processes that hold each socket
 
 local function sockets_to(port)
-  local p = io.popen(("ss -Htnp state established '( dport = :%d )' 2>/dev/null"):format(port))
+  local p = io.popen(("env -u LD_PRELOAD ss -Htnp state established '( dport = :%d )' 2>/dev/null")
+    :format(port))
   local out = {}
   for line in p:lines() do
     if line:find('"nginx"', 1, true) then
