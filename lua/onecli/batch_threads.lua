@@ -127,9 +127,11 @@ function Batch:_stop_threads()
   if kill then
     local ok, queue = pcall(require, "onecli.transport.resty_queue")
     for i = 1, #threads do
-      pcall(kill, threads[i])
-      if ok then
-        queue.abandon(threads[i])    -- its place in a pool's queue, if it had one
+      local called, killed = pcall(kill, threads[i])
+      if called and killed and ok then
+        -- its place in a pool's queue, if it had one (a thread that could
+        -- not be killed still uses it, and gives it back itself)
+        queue.abandon(threads[i])
       end
     end
   end

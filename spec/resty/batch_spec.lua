@@ -170,6 +170,10 @@ describe("client:batch in nginx (light threads)", function()
     assert.are.equal(50, r.count)
     assert.are.equal(0, r.failed)
     assert.are.equal(50, r.ok)
+    if os.getenv("ONECLI_SPEC_TIMES") then
+      io.stderr:write(("  [batch] 50 calls, concurrency 50: %.3f s, %d in flight at most\n")
+        :format(r.elapsed, r.max_in_flight))
+    end
     assert.is_true(r.elapsed >= DELAY * 0.9, ("took %.3f s"):format(r.elapsed))
     assert.is_true(r.elapsed < 3 * DELAY, ("took %.3f s"):format(r.elapsed))
     assert.is_true(r.max_in_flight <= 50)
