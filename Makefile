@@ -43,7 +43,7 @@ LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
 
-SOURCES     = csrc/core.c csrc/json.c csrc/jsonenc.c csrc/errors.c csrc/backoff.c csrc/url.c csrc/http.c \
+SOURCES     = csrc/core.c csrc/json.c csrc/jsondec.c csrc/jsonenc.c csrc/errors.c csrc/backoff.c csrc/url.c csrc/http.c \
               csrc/transport.c csrc/multi.c
 HEADERS     = csrc/onecli.h csrc/compat.h
 LUA_MODULES = $(shell find lua -name '*.lua' | sort)
@@ -52,7 +52,7 @@ LUA_MODULES = $(shell find lua -name '*.lua' | sort)
 DEB_BUILD   = gcc make pkg-config libcurl4-openssl-dev ca-certificates \
               lua5.1 liblua5.1-0-dev lua5.3 liblua5.3-dev lua5.4 liblua5.4-dev \
               luajit2 libluajit2-5.1-dev lua-cjson
-DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl \
+DEB_TEST    = $(DEB_BUILD) lua-busted lua-socket lua-check luarocks openssl locales \
               nginx libnginx-mod-http-lua neovim
 DEB_CHECK   = $(DEB_TEST) valgrind
 

@@ -1,6 +1,6 @@
 /*
  * core.c - entry point of onecli.core. It only registers: each concern
- * lives in its own file (json.c, jsonenc.c, errors.c, backoff.c, url.c, http.c shared by
+ * lives in its own file (json.c, jsondec.c, jsonenc.c, errors.c, backoff.c, url.c, http.c shared by
  * transport.c and multi.c).
  */
 #include <curl/curl.h>
@@ -41,6 +41,7 @@ int luaopen_onecli_core(lua_State *L)
     lua_pushliteral(L, ONECLI_VERSION);
     lua_setfield(L, -2, "_VERSION");
     onecli_json_open(L);
+    onecli_jsondec_open(L);
     onecli_jsonenc_open(L);
     onecli_errors_open(L);
     onecli_backoff_open(L);

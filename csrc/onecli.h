@@ -40,6 +40,11 @@ ONECLI_HIDDEN void onecli_json_open(lua_State *L);
 /* Whether the value at idx is a table marked with core.array() (or
  * core.empty_array). */
 ONECLI_HIDDEN int onecli_json_is_marked_array(lua_State *L, int idx);
+/* Pushes the metatable that marks arrays. */
+ONECLI_HIDDEN void onecli_json_push_array_mt(lua_State *L);
+
+/* jsondec.c */
+ONECLI_HIDDEN void onecli_jsondec_open(lua_State *L);
 /* Decodes s; on success pushes the value and returns 1, on failure pushes
  * an error message and returns 0. Never raises for bad input. */
 ONECLI_HIDDEN int onecli_json_decode(lua_State *L, const char *s, size_t len);

@@ -58,6 +58,7 @@ build = {
       sources = {
         "csrc/core.c",
         "csrc/json.c",
+        "csrc/jsondec.c",
         "csrc/jsonenc.c",
         "csrc/errors.c",
         "csrc/backoff.c",

@@ -2,6 +2,7 @@
 -- core.null, core.array, core.empty_array.
 
 local core = require("onecli.core")
+local process = require("support.process")
 
 local HAS_INTEGERS = math.type ~= nil -- Lua 5.3/5.4; false on LuaJIT
 
@@ -75,7 +76,55 @@ describe("core.json_decode numbers", function()
       assert.are.equal("integer", math.type(core.json_decode("3")))
     end)
 
-    it("keeps values beyond 2^53 as floats", function()
+    it("gives every integer of the 64-bit range exactly, floats for fractions (the acceptance text)", function()
+      local v = core.json_decode(
+        '{"a":9007199254740993,"b":9223372036854775807,"c":-9223372036854775808,"d":1.5,"e":1e400}')
+      assert.are.equal("integer", math.type(v.a))
+      assert.are.equal(9007199254740993, v.a)
+      assert.are.equal("9007199254740993", string.format("%d", v.a))
+      assert.are.equal("integer", math.type(v.b))
+      assert.are.equal(math.maxinteger, v.b)
+      assert.are.equal("integer", math.type(v.c))
+      assert.are.equal(math.mininteger, v.c)
+      assert.are.equal("float", math.type(v.d))
+      assert.are.equal(1.5, v.d)
+      assert.are.equal("float", math.type(v.e))
+      assert.are.equal(math.huge, v.e)   -- beyond the double range: math.huge (documented)
+      assert.are.equal(-math.huge, core.json_decode("[-1e400]")[1])
+    end)
+
+    it("integers near 2^53 and 2^63 are exact, and they round-trip", function()
+      for _, text in ipairs({ "9007199254740992", "9007199254740993", "-9007199254740993",
+                              "9223372036854775806", "-9223372036854775807", "1234567890123456789" }) do
+        local v = core.json_decode("[" .. text .. "]")[1]
+        assert.are.equal("integer", math.type(v), text)
+        assert.are.equal(text, string.format("%d", v))
+        assert.are.equal("[" .. text .. "]", core.json_encode(core.json_decode("[" .. text .. "]")))
+      end
+    end)
+
+    it("one past the 64-bit range is a float", function()
+      local v = core.json_decode("[9223372036854775808, -9223372036854775809, 12345678901234567890123]")
+      for i = 1, 3 do assert.are.equal("float", math.type(v[i])) end
+      assert.are.equal(2 ^ 63, v[1])
+      assert.are.equal(-(2 ^ 63), v[2])
+      assert.are.equal(1.2345678901234568e22, v[3])
+    end)
+
+    it("integral literals with a fraction or an exponent are integers below 2^53", function()
+      local v = core.json_decode("[1.0, 1e3, -2.5e1, 1e300, 9007199254740993.0]")
+      assert.are.equal("integer", math.type(v[1]))
+      assert.are.equal(1, v[1])
+      assert.are.equal("integer", math.type(v[2]))
+      assert.are.equal(1000, v[2])
+      assert.are.equal("integer", math.type(v[3]))
+      assert.are.equal(-25, v[3])
+      assert.are.equal("float", math.type(v[4]))
+      assert.are.equal("float", math.type(v[5]))
+      assert.are.equal(2 ^ 53, v[5])
+    end)
+
+    it("keeps values beyond 2^64 as floats", function()
       local v = core.json_decode("[18446744073709551616, -100000000000000000000]")
       assert.are.equal("float", math.type(v[1]))
       assert.are.equal(2 ^ 64, v[1])
@@ -98,6 +147,19 @@ describe("core.json_decode numbers", function()
       assert.are.equal(0, doc.a[3])
       assert.are.equal(1.5, doc.b)
       assert.are.equal(9007199254740991, core.json_decode("[9007199254740991]")[1])
+    end)
+
+    it("gives the nearest double for integers above 2^53 (the acceptance text)", function()
+      local v = core.json_decode(
+        '{"a":9007199254740993,"b":9223372036854775807,"c":-9223372036854775808,"d":1.5,"e":1e400}')
+      assert.are.equal(9007199254740992, v.a)          -- 2^53 + 1 rounds to 2^53
+      assert.are.equal(2 ^ 63, v.b)
+      assert.are.equal(-(2 ^ 63), v.c)
+      assert.are.equal(1.5, v.d)
+      assert.are.equal(math.huge, v.e)
+      -- correctly rounded, as strtod would: 2^53 + 3 rounds up to 2^53 + 4
+      assert.are.equal(9007199254740996, core.json_decode("[9007199254740995]")[1])
+      assert.are.equal(1e20, core.json_decode("[100000000000000000000]")[1])
     end)
   end
 end)
@@ -144,6 +206,68 @@ describe("core.json_decode on invalid input", function()
     assert.is_true(ok, "raised: " .. tostring(v))
     assert.is_nil(v)
     assert.are.equal("string", type(msg))
+  end)
+
+  local STRICT = {
+    ["01"] = "leading zero", ["-01"] = "leading zero", ["1."] = "no digit after the point",
+    [".5"] = "no digit before the point", ["1e"] = "no exponent digits", ["+1"] = "a plus sign",
+    ['"\\u12"'] = "short \\u", ['"\\ud800"'] = "lone high surrogate", ['"\\udc00"'] = "lone low surrogate",
+    ['"\\ud800\\u0041"'] = "high surrogate and no low one", ['"a\\qb"'] = "unknown escape",
+    ['"a\\tb\\'] = "escape at the end", ['"a\\nb'] = "unterminated after an escape",
+    ['"tab\there"'] = "raw tab", ['["\\u0000"] x'] = "text after the value",
+    ["[1,2,]"] = "trailing comma", ['{"a":1,}'] = "trailing comma", ['{"a" 1}'] = "missing colon",
+    ["{1:2}"] = "number key", ["[true false]"] = "missing comma", ["/* c */ 1"] = "comment",
+    ["truex"] = "text after true", ["[nul]"] = "short null", ["\239\187\191{}"] = "a byte-order mark",
+  }
+  for text, why in pairs(STRICT) do
+    it(string.format("refuses %q (%s) with the byte it stopped at", text, why), function()
+      local v, msg = core.json_decode(text)
+      assert.is_nil(v)
+      assert.matches("at byte %d+", msg)
+    end)
+  end
+
+  it("nests 1000 levels deep, not 1001", function()
+    assert.is_table(core.json_decode(string.rep("[", 1000) .. string.rep("]", 1000)))
+    local v, msg = core.json_decode(string.rep('{"a":', 1000) .. "[]" .. string.rep("}", 1000))
+    assert.is_nil(v)
+    assert.matches("1000 levels", msg)
+  end)
+
+  it("keeps NUL bytes and escapes, and decodes surrogate pairs", function()
+    assert.are.equal("a\0b", core.json_decode('"a\\u0000b"'))
+    assert.are.equal("\0", core.json_decode('"\\u0000"'))
+    assert.are.equal("\240\144\128\128", core.json_decode('"\\ud800\\udc00"'))
+    assert.are.equal("\244\143\191\191", core.json_decode('"\\udbff\\udfff"'))
+    assert.are.equal("\239\191\191", core.json_decode('"\\uFFFF"'))
+    local long = string.rep("x\\n", 5000)
+    assert.are.equal(string.rep("x\n", 5000), core.json_decode('"' .. long .. '"'))
+  end)
+
+  it("reads numbers the same in any LC_NUMERIC locale (a child with de_DE's decimal comma)", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(process.run_ok("mkdir " .. dir))
+    finally(function() process.run_ok("rm -rf " .. dir) end)
+    if not process.run_ok("localedef -i de_DE -f UTF-8 " .. dir .. "/de_DE.UTF-8 >/dev/null 2>&1") then
+      pending("localedef cannot make de_DE.UTF-8 (Debian package locales)")
+      return
+    end
+    local script = dir .. "/child.lua"
+    local f = assert(io.open(script, "w"))
+    f:write([[
+      local core = require("onecli.core")
+      assert(os.setlocale("de_DE.UTF-8", "numeric"), "setlocale")
+      assert(os.setlocale(nil, "numeric") == "de_DE.UTF-8", "the locale is not in effect")
+      io.write(core.json_encode(core.json_decode("[1.5,2.25e2,0.125,-3.75e-1]")))
+    ]])
+    f:close()
+    local exe = jit and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local p = assert(io.popen(string.format("LOCPATH='%s' LUA_CPATH='%s' %s '%s' 2>&1",
+      dir, package.cpath, exe, script)))
+    local out = p:read("*a")
+    p:close()
+    assert.are.equal("[1.5,225,0.125,-0.375]", out)
   end)
 
   it("still decodes after an error", function()

@@ -54,11 +54,12 @@ json       core.json_decode / core.json_encode
            decoded value v and for every built value: json_encode(v) either
            raises an error containing "cannot encode JSON" (never another
            error) or returns text that json_decode reads back deep-equal to
-           v (numbers with ==, core.null as itself, [] and {} both as empty
-           tables). Integers beyond 2^53 come back from cjson as the
-           nearest double and are compared as such; their exact digits are
-           checked instead: json_encode(i) == ("%d"):format(i). A value
-           holding a string (or key) with invalid UTF-8 must be refused.
+           v (numbers with ==, integers to 2^63 exactly, core.null as
+           itself, arrays marked as arrays: for a decoded value every table
+           keeps its mark, so [] and {} stay apart; for a built value an
+           empty table keeps its mark); json_encode(i) == ("%d"):format(i).
+           A value holding a string (or key) with invalid UTF-8 must be
+           refused.
 
 redact     core.redact(s, secret)
   input    byte 1: prefix (oc_ / oc_org_ / aoc_), number of insertions
@@ -734,21 +735,16 @@ local function show_key(k)
   return type(k) == "string" and show(k, 40) or tostring(k)
 end
 
-local TWO53 = 2 ^ 53
-
--- true, or false and where the first difference is
-local function deep_equal(a, b, where)
+-- true, or false and where the first difference is. strict: every table
+-- keeps its array mark (a decoded value); otherwise only empty ones do.
+local function deep_equal(a, b, where, strict)
   local ta, tb = type(a), type(b)
   if ta == "number" and tb == "number" then
     if a == b then
       return true
     end
-    -- cjson reads every number as a double
-    if mtype(a) == "integer" and mtype(b) == "float" and (a >= TWO53 or a <= -TWO53)
-        and b == a + 0.0 then
-      return true
-    end
-    return false, fmt("%s (%s vs %s)", where, fmt("%.17g", a), fmt("%.17g", b))
+    return false, fmt("%s (%s vs %s)", where, mtype(a) == "integer" and fmt("%d", a) or fmt("%.17g", a),
+      mtype(b) == "integer" and fmt("%d", b) or fmt("%.17g", b))
   end
   if ta ~= tb then
     return false, fmt("%s (%s vs %s)", where, ta, tb)
@@ -759,10 +755,14 @@ local function deep_equal(a, b, where)
     end
     return false, fmt("%s (%s vs %s)", where, show(tostring(a), 60), show(tostring(b), 60))
   end
+  if (strict or next(a) == nil) and core.is_array(a) ~= core.is_array(b) then
+    return false, fmt("%s (%s vs %s)", where, core.is_array(a) and "array" or "object",
+      core.is_array(b) and "array" or "object")
+  end
   local n = 0
   for k, v in pairs(a) do
     n = n + 1
-    local same, diff = deep_equal(v, rawget(b, k), where .. "[" .. show_key(k) .. "]")
+    local same, diff = deep_equal(v, rawget(b, k), where .. "[" .. show_key(k) .. "]", strict)
     if not same then
       return false, diff
     end
@@ -776,7 +776,7 @@ local function deep_equal(a, b, where)
   return true
 end
 
-local function check_encode(v, origin)
+local function check_encode(v, origin, strict)
   local ok, t = pcall(core.json_encode, v)
   if not ok then
     if type(t) ~= "string" or not find(t, "cannot encode JSON", 1, true) then
@@ -804,7 +804,7 @@ local function check_encode(v, origin)
       .. "decode (%s): %s", origin, show(tostring(msg), 80), show(t)))
     return
   end
-  local same, where = deep_equal(v, back, "value")
+  local same, where = deep_equal(v, back, "value", strict)
   if not same then
     fail(collision and "json.placeholder" or "json.roundtrip", fmt("%s: "
       .. "json_decode(json_encode(v)) differs from v at %s; text %s", origin, where, show(t)))
@@ -821,7 +821,7 @@ function M.json(data)
       fail("json.decode.message", fmt("json_decode failed with a %s message", type(msg)))
     end
   else
-    check_encode(v, "decoded value")
+    check_encode(v, "decoded value", true)
   end
 
   local r = reader(data)

@@ -76,10 +76,12 @@ function _M.parse(text)
 end
 
 -- All captures, sorted by version then name: { version=, name=, file=, request=, response= }.
-function _M.all()
+-- versions: the directories to read (default: the two the client serves, not
+-- v2.0.1-routes).
+function _M.all(versions)
   assert(_M.root, "captures not found: set ONECLI_CAPTURES")
   local out = {}
-  for _, version in ipairs({ "v1.41.0", "v2.0.1" }) do
+  for _, version in ipairs(versions or { "v1.41.0", "v2.0.1" }) do
     local dir = _M.root .. "/" .. version
     local p = io.popen('ls "' .. dir .. '"')
     for name in p:lines() do
