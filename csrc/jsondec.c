@@ -343,60 +343,123 @@ static const unsigned char *expect_literal(lua_State *L, decoder_t *d,
     return p + len;
 }
 
+/* Containers are built with their final size: the members are first
+ * pushed on the stack (up to STACKED of them), then the table is made
+ * with room for exactly that many and filled, so it never rehashes while
+ * it grows. A container with more members than that gets a table of
+ * STACKED slots, filled, and grows from there as usual. */
+#define STACKED 256
+
+/* Makes the table for the n values (arrays) or n key/value pairs
+ * (objects) above base, moves them in, and leaves only the table above
+ * base. */
+static void settle_array(lua_State *L, decoder_t *d, int base, int n, lua_Integer first)
+{
+    int i;
+    lua_createtable(L, n, 0);
+    lua_insert(L, base + 1);
+    if (first == 1) {        /* a new table: mark it */
+        lua_pushvalue(L, d->array_mt);
+        lua_setmetatable(L, base + 1);
+    }
+    for (i = n; i >= 1; i--) {
+#if LUA_VERSION_NUM >= 503
+        lua_rawseti(L, base + 1, first + i - 1);
+#else
+        lua_rawseti(L, base + 1, (int)(first + i - 1));
+#endif
+    }
+}
+
 static const unsigned char *push_array(lua_State *L, decoder_t *d,
         const unsigned char *p, int depth)
 {
-    int t;
-    lua_Integer n = 0;
-    lua_createtable(L, 0, 0);
-    t = lua_gettop(L);
-    lua_pushvalue(L, d->array_mt);
-    lua_setmetatable(L, t);
+    int base = lua_gettop(L), n = 0, t = 0;
+    lua_Integer total = 0;
     p = skip_space(p, d->end);
-    if (p < d->end && *p == ']')
+    if (p < d->end && *p == ']') {
+        settle_array(L, d, base, 0, 1);
         return p + 1;
+    }
     for (;;) {
+        if ((n & 31) == 0 && !lua_checkstack(L, 40))
+            decode_error(L, d, p, "expected fewer values (the Lua stack is full)");
         p = push_value(L, d, p, depth);
+        if (t) {
 #if LUA_VERSION_NUM >= 503
-        lua_rawseti(L, t, ++n);
+            lua_rawseti(L, t, ++total);
 #else
-        lua_rawseti(L, t, (int)++n);
+            lua_rawseti(L, t, (int)++total);
 #endif
+        } else if (++n == STACKED) {
+            settle_array(L, d, base, n, 1);
+            t = base + 1;
+            total = n;
+        }
         p = skip_space(p, d->end);
         if (p < d->end && *p == ',') {
             p = skip_space(p + 1, d->end);
             continue;
         }
-        if (p < d->end && *p == ']')
+        if (p < d->end && *p == ']') {
+            if (!t)
+                settle_array(L, d, base, n, 1);
             return p + 1;
+        }
         decode_error(L, d, p, "expected ',' or ']' in the array");
     }
+}
+
+/* The n key/value pairs above base go into a new table, in order (a
+ * repeated key keeps its last value). */
+static void settle_object(lua_State *L, int base, int n)
+{
+    int i, t;
+    lua_createtable(L, 0, n);
+    t = lua_gettop(L);
+    for (i = 0; i < n; i++) {
+        lua_pushvalue(L, base + 1 + 2 * i);
+        lua_pushvalue(L, base + 2 + 2 * i);
+        lua_rawset(L, t);
+    }
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
 }
 
 static const unsigned char *push_object(lua_State *L, decoder_t *d,
         const unsigned char *p, int depth)
 {
-    int t;
-    lua_createtable(L, 0, 0);
-    t = lua_gettop(L);
+    int base = lua_gettop(L), n = 0, t = 0;
     p = skip_space(p, d->end);
-    if (p < d->end && *p == '}')
+    if (p < d->end && *p == '}') {
+        lua_createtable(L, 0, 0);
         return p + 1;
+    }
     for (;;) {
+        if ((n & 15) == 0 && !lua_checkstack(L, 40))
+            decode_error(L, d, p, "expected fewer members (the Lua stack is full)");
         if (p >= d->end || *p != '"')
             decode_error(L, d, p, "expected a string (a member name)");
         p = skip_space(push_string(L, d, p + 1), d->end);
         if (p >= d->end || *p != ':')
             decode_error(L, d, p, "expected ':' after the member name");
         p = push_value(L, d, skip_space(p + 1, d->end), depth);
-        lua_rawset(L, t);
+        if (t) {
+            lua_rawset(L, t);
+        } else if (++n == STACKED) {
+            settle_object(L, base, n);
+            t = base + 1;
+        }
         p = skip_space(p, d->end);
         if (p < d->end && *p == ',') {
             p = skip_space(p + 1, d->end);
             continue;
         }
-        if (p < d->end && *p == '}')
+        if (p < d->end && *p == '}') {
+            if (!t)
+                settle_object(L, base, n);
             return p + 1;
+        }
         decode_error(L, d, p, "expected ',' or '}' in the object");
     }
 }
@@ -415,7 +478,7 @@ static const unsigned char *push_value(lua_State *L, decoder_t *d,
     case '[':
         if (depth >= JSON_DECODE_MAX_DEPTH)
             decode_error(L, d, p, "expected nesting at most 1000 levels deep");
-        if (!lua_checkstack(L, 4))
+        if (!lua_checkstack(L, 8))
             decode_error(L, d, p, "expected less nesting (the Lua stack is full)");
         return *p == '{' ? push_object(L, d, p + 1, depth + 1)
                          : push_array(L, d, p + 1, depth + 1);

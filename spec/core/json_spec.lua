@@ -178,6 +178,23 @@ describe("core.json_decode values", function()
     assert.are.equal(utf8_text, core.json_decode('"' .. utf8_text .. '"'))
   end)
 
+  it("decodes arrays and objects larger than the part built on the stack (256), last key wins", function()
+    local parts = {}
+    for i = 1, 1000 do parts[i] = tostring(i) end
+    local a = core.json_decode("[" .. table.concat(parts, ",") .. "]")
+    assert.are.equal(1000, #a)
+    for i = 1, 1000 do assert.are.equal(i, a[i]) end
+    assert.is_true(core.is_array(a))
+    local members = {}
+    for i = 1, 600 do members[i] = string.format('"k%d":%d', i % 300, i) end   -- every key twice
+    local o = core.json_decode("{" .. table.concat(members, ",") .. "}")
+    local n = 0
+    for _ in pairs(o) do n = n + 1 end
+    assert.are.equal(300, n)
+    for i = 1, 300 do assert.are.equal(i + 300, o["k" .. (i % 300)]) end
+    assert.are.equal(3, core.json_decode('{"a":1,"a":2,"b":[],"a":3}').a)
+  end)
+
   it("decodes a real capture body", function()
     local doc = core.json_decode(
       '{"error":{"message":"Agent not found","type":"not_found_error"}}')
