@@ -602,6 +602,18 @@ void onecli_request_read(lua_State *L, int idx, const onecli_options_t *o,
     lua_getfield(L, idx, "fresh_connect");
     r->fresh_connect = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, idx, "decode");
+    r->decode = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "response_headers");
+    if (!lua_isnil(L, -1)) {
+        const char *which = lua_tostring(L, -1);
+        if (which == NULL || lua_type(L, -1) != LUA_TSTRING
+                || (strcmp(which, "all") != 0 && strcmp(which, "errors") != 0))
+            luaL_error(L, "request response_headers must be \"all\" or \"errors\"");
+        r->lean_headers = strcmp(which, "errors") == 0;
+    }
+    lua_pop(L, 1);
     lua_getfield(L, idx, "headers");
     headers_idx = lua_gettop(L);
     if (!lua_isnil(L, headers_idx)) {
@@ -662,6 +674,8 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->final = 0;
     x->forked = 0;
     x->tls = strncmp(r->url, "https:", 6) == 0 || strncmp(r->url, "HTTPS:", 6) == 0;
+    x->decode = r->decode;
+    x->lean_headers = r->lean_headers;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
 
@@ -800,10 +814,28 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
 
 /* Pushes the response headers as a table with lower-cased names; repeated
  * headers are joined with ", ". */
-static void push_response_headers(lua_State *L, const onecli_buffer_t *head)
+/* The headers a 2xx answer keeps with lean_headers: what the client reads
+ * on a success (a redirect's Location; the type and the request id for
+ * whoever looks). Lower case. */
+static int success_header(const char *name, size_t n)
+{
+    switch (n) {
+    case 8:
+        return memcmp(name, "location", 8) == 0;
+    case 12:
+        return memcmp(name, "content-type", 12) == 0 || memcmp(name, "x-request-id", 12) == 0;
+    default:
+        return 0;
+    }
+}
+
+/* Pushes the response headers as a table: names in lower case, values
+ * trimmed, repeated headers joined with ", ". lean: only success_header()
+ * names. */
+static void push_response_headers(lua_State *L, const onecli_buffer_t *head, int lean)
 {
     const char *p = head->data, *end = head->data + head->len;
-    lua_newtable(L);
+    lua_createtable(L, 0, lean ? 2 : 12);
     while (p != NULL && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end, *colon, *v, *ve;
@@ -816,6 +848,10 @@ static void push_response_headers(lua_State *L, const onecli_buffer_t *head)
             for (i = 0; i < n; i++) {
                 char c = p[i];
                 name[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+            }
+            if (lean && !success_header(name, n)) {
+                p = eol ? eol + 1 : NULL;
+                continue;
             }
             v = colon + 1;
             ve = line_end;
@@ -840,13 +876,25 @@ static void push_response_headers(lua_State *L, const onecli_buffer_t *head)
     }
 }
 
-void onecli_exchange_push_response(lua_State *L, onecli_exchange_t *x, CURL *easy)
+int onecli_exchange_push_response(lua_State *L, onecli_exchange_t *x, CURL *easy)
 {
     long status = 0;
+    int success;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+    success = status >= 200 && status < 300;
     lua_pushinteger(L, (lua_Integer)status);
-    push_response_headers(L, &x->head);
+    push_response_headers(L, &x->head, x->lean_headers && success);
+    if (x->decode && success && status != 204 && status != 205 && x->body.len > 0) {
+        /* decoded from the buffer: no copy of the body as a Lua string */
+        if (onecli_json_decode(L, x->body.data, x->body.len) && lua_type(L, -1) == LUA_TTABLE) {
+            lua_pushnil(L);
+            lua_insert(L, -2);
+            return 4;
+        }
+        lua_pop(L, 1);   /* not an object or an array: the body, as without decode */
+    }
     lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
+    return 3;
 }
 
 /* ---------------------------------------------------------------- */

@@ -312,7 +312,8 @@ static const char *anchored(lua_State *L, const char *field)
     return s;
 }
 
-/* Pushes { id=, status=, headers=, body= } or { id=, err= }. */
+/* Pushes { id=, status=, headers=, body= }, { id=, status=, headers=,
+ * value= } (decode) or { id=, err= }. */
 static void push_outcome(lua_State *L, onecli_xfer_t *xf, int anchors)
 {
     int t;
@@ -321,8 +322,9 @@ static void push_outcome(lua_State *L, onecli_xfer_t *xf, int anchors)
     lua_pushinteger(L, xf->id);
     lua_setfield(L, t, "id");
     if (xf->result == CURLE_OK) {
-        onecli_exchange_push_response(L, &xf->x, xf->easy);
-        lua_setfield(L, t, "body");
+        if (onecli_exchange_push_response(L, &xf->x, xf->easy) == 4)
+            lua_setfield(L, t, "value");
+        lua_setfield(L, t, "body");      /* nil when decoded */
         lua_setfield(L, t, "headers");
         lua_setfield(L, t, "status");
         return;

@@ -103,6 +103,8 @@ typedef struct onecli_request_t {
     long timeout_ms;
     long connect_timeout_ms;
     int fresh_connect;
+    int decode;               /* req.decode: a 2xx JSON answer comes back decoded */
+    int lean_headers;         /* req.response_headers == "errors" */
     int headers_idx;          /* stack index of the headers table, or 0 */
 } onecli_request_t;
 
@@ -142,6 +144,8 @@ typedef struct onecli_exchange_t {
     int final;                /* the failure is not one a retry can help */
     int forked;               /* the process forked while the transfer ran */
     int tls;                  /* https */
+    int decode;               /* from the request (see onecli_request_t) */
+    int lean_headers;
     onecli_conns_t *conns;    /* the owner's sockets (set once by the owner) */
     char errbuf[CURL_ERROR_SIZE];
 } onecli_exchange_t;
@@ -184,8 +188,12 @@ ONECLI_HIDDEN void onecli_exchange_finish(onecli_exchange_t *x);
 /* Also empties the buffers, keeping small ones for the next exchange. */
 ONECLI_HIDDEN void onecli_exchange_recycle(onecli_exchange_t *x);
 ONECLI_HIDDEN void onecli_exchange_release(onecli_exchange_t *x);
-/* Pushes status, headers, body of a completed exchange. */
-ONECLI_HIDDEN void onecli_exchange_push_response(lua_State *L,
+/* Pushes status, headers, body of a completed exchange, or (a request
+ * with decode, a 2xx answer whose body is a JSON object or array) status,
+ * headers, nil, value: the value decoded from the buffer, no body string.
+ * With lean_headers a 2xx answer's headers table holds only the headers
+ * the client reads on a success (see http.c). Returns 3 or 4. */
+ONECLI_HIDDEN int onecli_exchange_push_response(lua_State *L,
         onecli_exchange_t *x, CURL *easy);
 /* Pushes the structured error of a failed exchange; started = 0 when rc
  * came from setting the handle up (nothing was sent). Only method, url,

@@ -12,7 +12,13 @@
  *                           insecure=, user_agent=, max_response_size= }
  *   status, headers, body = t:request{ method=, url=, path=, headers=,
  *                                      body=, timeout=, connect_timeout=,
- *                                      secret=, fresh_connect= }
+ *                                      secret=, fresh_connect=, decode=,
+ *                                      response_headers= }
+ *   status, headers, nil, value = t:request{ decode = true, ... }
+ *                                  -- a 2xx JSON object or array, decoded
+ *                                  -- from the buffer (no body string)
+ *   response_headers = "errors": a 2xx answer's headers table holds only
+ *                                  Location, Content-Type, X-Request-Id
  *   nil, err = t:request{...}      -- transport failure (structured error)
  *   t:options()                    -- the options above, as a table
  *   t:close()
@@ -175,9 +181,11 @@ static int transport_request(lua_State *L)
         lua_insert(L, -2);
         return 2;
     }
-    onecli_exchange_push_response(L, &t->x, t->easy);
-    onecli_exchange_recycle(&t->x);
-    return 3;
+    {
+        int n = onecli_exchange_push_response(L, &t->x, t->easy);
+        onecli_exchange_recycle(&t->x);
+        return n;
+    }
 }
 
 void onecli_transport_open(lua_State *L)

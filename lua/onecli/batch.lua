@@ -516,7 +516,7 @@ function Batch:_settle(rec, d)
   if d.err ~= nil then
     result, err = interpret(req, rec.expect, nil, d.err)
   else
-    result, err = interpret(req, rec.expect, d.status, d.headers, d.body)
+    result, err = interpret(req, rec.expect, d.status, d.headers, d.body, d.value)
   end
   if client._logger then
     client:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d, batch)", rec.method, req.path,

@@ -7,6 +7,7 @@ local setmetatable = setmetatable
 local _M = {}
 
 local keys = setmetatable({}, { __mode = "k" })
+local bearers = setmetatable({}, { __mode = "k" })   -- client -> "Bearer <key>"
 
 --- The client's API key, or nil.
 function _M.get(client)
@@ -15,6 +16,22 @@ end
 
 function _M.set(client, key)
   keys[client] = key
+  bearers[client] = nil
+end
+
+--- The Authorization header value for the client's key ("Bearer <key>",
+-- made once per key), or nil.
+function _M.authorization(client)
+  local value = bearers[client]
+  if value == nil then
+    local key = keys[client]
+    if key == nil then
+      return nil
+    end
+    value = "Bearer " .. key
+    bearers[client] = value
+  end
+  return value
 end
 
 return _M

@@ -31,9 +31,11 @@ local function is_nonempty_string(v)
 end
 
 --- Turns one transport answer into a result or an error object.
--- expect: "json" | "json_or_null" | "text" | "redirect". Public for other
--- drivers (batch).
-local function interpret(req, expect, status, headers, body)
+-- expect: "json" | "json_or_null" | "text" | "redirect". value: what the
+-- C transports return instead of body for a request with decode = true
+-- (a 2xx JSON object or array, decoded from their buffer). Public for
+-- other drivers (batch).
+local function interpret(req, expect, status, headers, body, value)
   if status == nil then
     local err = headers
     if not core.is_error(err) then
@@ -44,6 +46,9 @@ local function interpret(req, expect, status, headers, body)
   end
   if expect == "redirect" and status >= 300 and status < 400 and headers.location then
     return headers.location
+  end
+  if value ~= nil then
+    return value
   end
   if status >= 200 and status < 300 then
     if status == 204 or status == 205 then
@@ -105,14 +110,14 @@ function Client:_request_table(method, path, body, query, opts, ep)
   local key = keys.get(self)
   local scope = ep and ep.scope or "project"
   local project = opts.project_id or opts.workspace_id or self.project_id
-  local headers = { Accept = "application/json" }
+  local headers = {
+    Accept = "application/json",
+    Authorization = key and scope ~= "none" and keys.authorization(self) or nil,
+  }
   if self._headers then
     for k, v in pairs(self._headers) do
       set_header(headers, k, v)
     end
-  end
-  if key and scope ~= "none" then
-    headers.Authorization = "Bearer " .. key
   end
   if project and scope ~= "none" then
     headers["X-Project-Id"] = project
@@ -126,6 +131,7 @@ function Client:_request_table(method, path, body, query, opts, ep)
       set_header(headers, k, v)
     end
   end
+  local expect = ep and ep.response or "json"
   local base, base_path = self.url, self._base_path
   if ep and ep.base == "gateway" then
     local err
@@ -149,6 +155,10 @@ function Client:_request_table(method, path, body, query, opts, ep)
     -- silently re-sends a request once when a reused connection closes
     -- without an answer, which for a POST could create a duplicate
     fresh_connect = not (ep and ep.idempotent),
+    -- the C transports decode a JSON success from their buffer (no body
+    -- string) and keep only the headers a success needs
+    decode = expect == "json" or expect == "json_or_null",
+    response_headers = "errors",
   }
 end
 

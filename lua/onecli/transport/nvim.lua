@@ -197,6 +197,8 @@ function Transport:_collect()
                                        { secret = w.secret })
           end
           resume_later(w.co, nil, err)
+        elseif d.value ~= nil then      -- decoded from libcurl's buffer (req.decode)
+          resume_later(w.co, d.status, d.headers or {}, nil, d.value)
         else
           resume_later(w.co, d.status, d.headers or {}, d.body or "")
         end
