@@ -308,16 +308,24 @@ local function path_value(v)
   return segment
 end
 
+-- The options of a call made without any (read by the pipeline, never
+-- written).
+local NO_OPTIONS = setmetatable({}, {
+  __newindex = function() error("onecli: internal error: a call's options are read-only", 2) end,
+})
+
+-- No arguments (a call like client.agents:list()).
+local NO_ARGS = NO_OPTIONS
+
 -- Parses the arguments of a generated method: returns the expanded path,
 -- body, query and options; raises (level 3: the caller's caller) on misuse.
 local function parse_args(ep, nargs, args)
-  local label = "onecli: " .. ep.name
   local path = ep.path
   local fallback = ep.fallback
   for i = 1, #ep.params do
     local segment, why = path_value(args[i])
     if not segment then
-      error(fmt("%s: argument #%d (%s) %s", label, i, ep.params[i], why), 3)
+      error(fmt("onecli: %s: argument #%d (%s) %s", ep.name, i, ep.params[i], why), 3)
     end
     local escaped = segment:gsub("%%", "%%%%")
     path = path:gsub("{" .. ep.params[i] .. "}", escaped, 1)
@@ -330,29 +338,29 @@ local function parse_args(ep, nargs, args)
   if ep.body then
     body, msg = encode_body(ep, args[i])
     if msg then
-      error(fmt("%s: argument #%d (body): %s", label, i, msg), 3)
+      error(fmt("onecli: %s: argument #%d (body): %s", ep.name, i, msg), 3)
     end
     i = i + 1
   elseif ep.query then
     query, msg = encode_query(ep, args[i])
     if msg then
-      error(fmt("%s: argument #%d (query): %s", label, i, msg), 3)
+      error(fmt("onecli: %s: argument #%d (query): %s", ep.name, i, msg), 3)
     end
     i = i + 1
   end
   local opts = args[i]
   if opts == nil then
-    opts = {}
+    opts = NO_OPTIONS
   elseif type(opts) ~= "table" then
-    error(fmt("%s: argument #%d (options) must be a table, got %s", label, i, type(opts)), 3)
+    error(fmt("onecli: %s: argument #%d (options) must be a table, got %s", ep.name, i, type(opts)), 3)
   else
     msg = check_options(opts, CALL_OPTIONS, "option")
     if msg then
-      error(fmt("%s: %s", label, msg), 3)
+      error(fmt("onecli: %s: %s", ep.name, msg), 3)
     end
   end
   if nargs > i then
-    error(fmt("%s: too many arguments (%d given, at most %d)", label, nargs, i), 3)
+    error(fmt("onecli: %s: too many arguments (%d given, at most %d)", ep.name, nargs, i), 3)
   end
   return path, body, query, opts, fallback
 end
@@ -397,7 +405,8 @@ local function make_method(ep, namespaced)
     elseif getmetatable(self) ~= Client then
       error(fmt("%s: call it with a colon: client:%s(...)", label, ep.name), 2)
     end
-    local path, body, query, opts, fallback = parse_args(ep, select("#", ...), { ... })
+    local nargs = select("#", ...)
+    local path, body, query, opts, fallback = parse_args(ep, nargs, nargs == 0 and NO_ARGS or { ... })
     local msg = _M.check_call(client, ep, opts)
     if msg then
       error(fmt("%s: %s", label, msg), 2)
