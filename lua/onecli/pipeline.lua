@@ -60,9 +60,9 @@ local function interpret(req, expect, status, headers, body, value)
     if body ~= "" then
       -- every OneCLI JSON success is an object or an array; a bare
       -- string, number, boolean or null is not an answer to use
-      local value = json_decode(body)
-      if type(value) == "table" or (value == null and expect == "json_or_null") then
-        return value
+      local decoded = json_decode(body)
+      if type(decoded) == "table" or (decoded == null and expect == "json_or_null") then
+        return decoded
       end
     end
   end
