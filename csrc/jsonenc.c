@@ -1,8 +1,8 @@
 /*
  * jsonenc.c - the JSON encoder: core.json_encode(value) -> string.
  *
- * Written here rather than borrowed from lua-cjson (which still decodes,
- * see json.c) because the encoder has to be right for every input:
+ * Written here rather than borrowed from lua-cjson (the decoder is ours
+ * too, jsondec.c) because the encoder has to be right for every input:
  *
  *  - strings (values and keys) must be valid UTF-8 (RFC 3629: no overlong
  *    forms, no surrogates, nothing above U+10FFFF); anything else is

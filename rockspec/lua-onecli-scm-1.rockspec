@@ -11,8 +11,9 @@ description = {
   detailed = [[
 lua-onecli wraps the OneCLI management API (agents, secrets, policy rules,
 app connections, user API keys): a C core does HTTP with libcurl (keep-alive,
-timeouts, TLS verification, many transfers at once over a multi handle), JSON
-through lua-cjson and error normalization; a thin Lua layer returns plain
+timeouts, TLS verification, many transfers at once over a multi handle), its
+own JSON codec (exact 64-bit integers, [] and {} kept apart) and error
+normalization; a thin Lua layer returns plain
 tables, raises structured errors, retries what is safe to retry and runs
 batches of calls concurrently. Lua 5.1, 5.3, 5.4 and LuaJIT.
 ]],
@@ -22,7 +23,6 @@ batches of calls concurrently. Lua 5.1, 5.3, 5.4 and LuaJIT.
 
 dependencies = {
   "lua >= 5.1",
-  "lua-cjson >= 2.1.0",
 }
 
 external_dependencies = {

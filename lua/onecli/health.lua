@@ -102,8 +102,7 @@ function _M.check()
       "Neovim runs LuaJIT: build the core for it (`make build` gives build/luajit/onecli/core.so) "
         .. "and put that directory on package.cpath (e.g. package.cpath = '/path/to/lua-onecli/"
         .. "build/luajit/?.so;' .. package.cpath)",
-      "the core needs lua-cjson for Lua 5.1 (Debian: `apt-get install lua-cjson`, which installs "
-        .. "/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so) and libcurl",
+      "the core needs libcurl (Debian: `apt-get install libcurl4`)",
     })
     return
   end
