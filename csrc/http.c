@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -225,6 +226,7 @@ static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
     for (i = 0; i < c->n; i++) {
         if (c->s[i].fd == fd) {     /* a number the system gave out again */
             c->s[i].used = 0;
+            c->s[i].port = 0;
             return CURL_SOCKOPT_OK;
         }
     }
@@ -236,6 +238,7 @@ static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
     }
     c->s[i].fd = fd;
     c->s[i].used = 0;
+    c->s[i].port = 0;
     return CURL_SOCKOPT_OK;
 }
 
@@ -266,9 +269,27 @@ void onecli_conns_neuter(onecli_conns_t *c)
     close(devnull);
 }
 
+/* The pid, looked up once per process: glibc does not cache getpid(),
+ * and every request checks it. A fork() through the C library runs
+ * forget_pid in the child (registered once, in onecli_http_open; glibc
+ * unregisters it if the module is unloaded). A child made by a raw clone()
+ * system call would keep the parent's pid here: nothing in Lua, nginx or
+ * Neovim does that. */
+static volatile long cached_pid = 0;
+
+static void forget_pid(void)
+{
+    cached_pid = 0;
+}
+
 long onecli_process_id(void)
 {
-    return (long)getpid();
+    long pid = cached_pid;
+    if (pid == 0) {
+        pid = (long)getpid();
+        cached_pid = pid;
+    }
+    return pid;
 }
 
 static int local_port(curl_socket_t fd)
@@ -298,7 +319,9 @@ static int stale_connection(onecli_exchange_t *x, int port)
     if (c == NULL || port <= 0)
         return 0;
     for (i = 0; i < c->n; i++) {
-        if (local_port(c->s[i].fd) == port)
+        if (c->s[i].port <= 0)      /* looked up once per socket */
+            c->s[i].port = local_port(c->s[i].fd);
+        if (c->s[i].port == port)
             break;
     }
     if (i == c->n)
@@ -901,8 +924,12 @@ int onecli_exchange_push_response(lua_State *L, onecli_exchange_t *x, CURL *easy
 
 void onecli_http_open(lua_State *L)
 {
+    static int atfork_registered = 0;
     const char *lua_version;
     curl_version_info_data *info = curl_version_info(CURLVERSION_NOW);
+
+    if (!atfork_registered && pthread_atfork(NULL, NULL, forget_pid) == 0)
+        atfork_registered = 1;
 
     /* User-Agent: lua-onecli/<version> <Lua version> libcurl/<version> */
     lua_getglobal(L, "jit");

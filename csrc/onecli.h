@@ -116,6 +116,7 @@ typedef struct onecli_conns_t {
     struct {
         curl_socket_t fd;
         int used;
+        int port;             /* its local port once looked up (0: not yet) */
     } s[ONECLI_CONNS_MAX];
     int n, next;
 } onecli_conns_t;
@@ -125,7 +126,9 @@ typedef struct onecli_conns_t {
  * notify, ...) reaches the peers the parent still talks to. The sockets
  * stay open until libcurl closes them (then c forgets them). */
 ONECLI_HIDDEN void onecli_conns_neuter(onecli_conns_t *c);
-/* The id of this process (changes in a forked child). */
+/* The id of this process (changes in a forked child). Cached: a fork()
+ * makes the child look it up again (pthread_atfork), so that a request
+ * costs no getpid() system call. */
 ONECLI_HIDDEN long onecli_process_id(void);
 
 /* The C side of one exchange: request header list, response buffers and
