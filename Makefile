@@ -117,7 +117,8 @@ isolation: deps
 # (spec/bench/floor.c: one reused libcurl handle + cjson.decode, built into
 # build/bench/floor) on a private nginx serving a 10-agent and a
 # 4,000-agent list (static files, a free port of 127.0.0.1): interleaved
-# rounds, median us per call, min-max, ratio to the floor. Then
+# rounds (nginx and the timed processes pinned to CPUs 1 and 0), median us
+# per call, min-max, ratio to the floor. Then
 # instructions per call (valgrind --tool=callgrind), VmRSS and open fds
 # over 100,000 calls, and client:batch against sequential calls (50 calls,
 # each answer delayed 100 ms). spec/bench/run.sh; prints, asserts

@@ -10,7 +10,8 @@
 -- machine hits all of them alike. Prints a table of the median µs per call
 -- over the rounds, the min–max, and the ratio to the floor's median.
 -- Asserts nothing about times; exits 1 only if a contestant fails.
--- Environment: BENCH_ROUNDS (11), BENCH_SMALL_N (2000), BENCH_LARGE_N (20).
+-- Environment: BENCH_ROUNDS (21), BENCH_SMALL_N (1000), BENCH_LARGE_N (10),
+-- BENCH_CLIENT_PIN (set by run.sh: taskset -c 0).
 package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("ONECLI_BUILD_DIR") or "build/lua5.4") .. "/?.so;" .. package.cpath
 
@@ -21,11 +22,14 @@ local fmt, concat = string.format, table.concat
 
 local port = assert(tonumber(arg and arg[1]), "usage: bench.lua PORT FIXTURE_DIR")
 local fixtures = assert(arg[2], "usage: bench.lua PORT FIXTURE_DIR")
-local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 11
-local SMALL_N = tonumber(os.getenv("BENCH_SMALL_N")) or 2000
-local LARGE_N = tonumber(os.getenv("BENCH_LARGE_N")) or 20
+local ROUNDS = tonumber(os.getenv("BENCH_ROUNDS")) or 21
+local SMALL_N = tonumber(os.getenv("BENCH_SMALL_N")) or 1000
+local LARGE_N = tonumber(os.getenv("BENCH_LARGE_N")) or 10
 local KEY = "oc_bench0000000000000000000000000000000000000000"
 local FLOOR = "build/bench/floor"
+-- "taskset -c 0" when run.sh pins the timed processes to CPU 0 (nginx on 1)
+local PIN = os.getenv("BENCH_CLIENT_PIN") or ""
+if PIN ~= "" then PIN = PIN .. " " end
 
 local function read_cmd(cmd)
   local p = io.popen(cmd)
@@ -82,8 +86,8 @@ local rows = {}
 local function row(label, size, argv)
   local s = sizes[size]
   rows[#rows + 1] = {
-    label = label, size = size, samples = {},
-    cmd = fmt("%s %s %d %s %d 2>&1", argv, s.url .. (argv == FLOOR and "/agents" or ""), s.n,
+    label = label, size = size, samples = {}, floor = argv == FLOOR,
+    cmd = fmt("%s%s %s %d %s %d 2>&1", PIN, argv, s.url .. (argv == FLOOR and "/agents" or ""), s.n,
               KEY, s.agents),
   }
 end
@@ -100,6 +104,8 @@ print(fmt("GET /agents on a private nginx (static file, keep-alive): %d agents =
 print(fmt("%d rounds; in each, every row is a new process: 1 warm-up call, then %d calls "
   .. "(%d agents) or %d calls (%d agents); rotating order", ROUNDS, SMALL_N, sizes.small.agents,
   LARGE_N, sizes.large.agents))
+print(PIN ~= "" and "pinned: nginx on CPU 1, every timed process on CPU 0 (taskset; BENCH_PIN=0 to leave them free)"
+  or "not pinned (BENCH_PIN=0, no taskset, or one CPU)")
 io.write("rounds: ")
 io.flush()
 
@@ -153,7 +159,7 @@ for _, ro in ipairs(rows) do
     pad(num(m), W[2], true),
     "  " .. pad(num(ro.samples[1]) .. "–" .. num(ro.samples[#ro.samples]), W[3] - 2),
     pad(fmt("%.2f", m / f), W[4], true),
-    pad(ro.cmd:find(FLOOR, 1, true) == 1 and "" or fmt("%+.1f", m - f), W[5], true),
+    pad(ro.floor and "" or fmt("%+.1f", m - f), W[5], true),
   }))
 end
 print("(median and min–max over the rounds of each process's µs per call; × floor and +µs/call:"

@@ -16,6 +16,18 @@
 set -eu
 
 NGINX=${ONECLI_NGINX:-/usr/sbin/nginx}
+
+# On two CPUs or more, nginx runs on CPU 1 and every timed process on CPU
+# 0 (taskset), so that the scheduler moving them around does not add its
+# noise to the rounds; BENCH_PIN=0 leaves them free.
+SERVER_PIN=""
+BENCH_CLIENT_PIN=""
+if [ "${BENCH_PIN:-1}" != 0 ] && command -v taskset >/dev/null 2>&1 \
+        && [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ]; then
+    SERVER_PIN="taskset -c 1"
+    BENCH_CLIENT_PIN="taskset -c 0"
+fi
+export BENCH_CLIENT_PIN
 RSS_CALLS=${BENCH_RSS_CALLS:-100000}
 
 prefix=$(mktemp -d "${TMPDIR:-/tmp}/onecli-bench.XXXXXX")
@@ -67,7 +79,7 @@ for attempt in 1 2 3 4 5; do
     sed -e "s|\${PREFIX}|$prefix|g" -e "s|\${PORT}|$try|g" spec/bench/nginx.conf.in \
         >"$prefix/conf/nginx.conf"
     # nginx binds, daemonizes and returns; LD_PRELOAD is not for it
-    if env -u LD_PRELOAD "$NGINX" -p "$prefix/" -c conf/nginx.conf -e logs/error.log \
+    if env -u LD_PRELOAD $SERVER_PIN "$NGINX" -p "$prefix/" -c conf/nginx.conf -e logs/error.log \
            </dev/null >"$prefix/logs/start.log" 2>&1; then
         port=$try
         break
