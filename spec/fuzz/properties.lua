@@ -1091,9 +1091,17 @@ local function repeats_userinfo(s, msg)
   if not find(info, "%w") then
     return true
   end
+  -- the rotated userinfo must appear nowhere else in the input (the rest of
+  -- it may be shown): rotate again until it does not, or give up
   local other = rotate(info)
-  local ok, url, msg2 = pcall(core.normalize_url, sub(s, 1, at - 1) .. other .. sub(s, at + #info))
-  return ok and url == nil and type(msg2) == "string" and find(msg2, other, 1, true) ~= nil
+  for _ = 1, 8 do
+    if not find((s:gsub("[%z\1-\32\127-\255]", "?")), other, 1, true) and not find(s, other, 1, true) then
+      local ok, url, msg2 = pcall(core.normalize_url, sub(s, 1, at - 1) .. other .. sub(s, at + #info))
+      return ok and url == nil and type(msg2) == "string" and find(msg2, other, 1, true) ~= nil
+    end
+    other = rotate(other)
+  end
+  return false
 end
 
 local function check_url(url, base, what)
