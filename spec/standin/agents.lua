@@ -1,5 +1,7 @@
 -- /agents routes. v1 (1.41.0): default agent, secret modes, assigned
--- secrets. v2 (2.0.1): agent kinds, no default agent; retired routes 410.
+-- secrets. v2 (2.0.1): agent kinds (hosted ones need a runner), no default
+-- agent, ?include=grants-summary; retired routes 410. The hosted surfaces
+-- (images, crons, memories, ...) are standin.hosted.
 local json = require("standin.json")
 local reply = require("standin.reply")
 local store = require("standin.store")
@@ -24,6 +26,8 @@ local WORKSPACE_REPLACEMENT = "Workspace access is granted per agent: PUT "
 local GONE_SECRET_MODE = "PATCH /v1/agents/:agentId/secret-mode was removed: agents are always selective now. "
   .. "Attach credentials with PUT /v1/agents/:agentId/grants/connections/:connectionId or "
   .. "/grants/secrets/:secretId instead. " .. WORKSPACE_REPLACEMENT
+local GONE_GROUPS = "/v1/agents/:agentId/groups was removed. Agent groups were removed: organize people with "
+  .. "user groups (/v1/org/groups); organization policy rules target users or user groups."
 local GONE_SECRETS = "/v1/agents/:agentId/secrets was removed: grant a secret with an allow rule naming the "
   .. "agent and targeting the secret. " .. WORKSPACE_REPLACEMENT
 
@@ -61,6 +65,9 @@ local PATCH_V2 = v.object({
 local SECRET_MODE = v.object({ { "mode", v.enum({ "all", "selective" }) } })
 local SECRET_IDS = v.object({ { "secretIds", v.array(v.string()) } })
 
+-- A hosted agent created without a harness runs this one.
+local DEFAULT_HARNESS = "claude-code"
+
 local function find_agent(ctx)
   return store.find(ctx.state.agents, ctx.params.id)
 end
@@ -77,17 +84,42 @@ local function list_item_v1(a)
     "_count", obj("agentSecrets", #a.secret_ids, "agentAppConnections", #a.connection_ids))
 end
 
+-- A hosted agent's channel presences (standin.hosted keeps them).
+local function channels_of(a)
+  local out = array()
+  for i, p in ipairs(a.presences or {}) do out[i] = obj("provider", p.provider, "status", p.status) end
+  return out
+end
+
 local function list_item_v2(a)
   return obj("id", a.id, "name", a.name, "identifier", a.identifier, "accessToken", a.access_token,
-    "kind", a.kind, "createdAt", a.created_at, "channels", array(), "imageUrl", null,
+    "kind", a.kind, "createdAt", a.created_at, "channels", channels_of(a), "imageUrl", a.image_url or null,
     "lastSeenAt", null, "workingInBackground", false)
 end
 
 local function detail_v2(a)
   return obj("id", a.id, "name", a.name, "identifier", a.identifier, "kind", a.kind,
     "harness", a.harness or null, "model", a.model or null, "instructions", a.instructions or null,
-    "createdAt", a.created_at, "channels", array(), "imageUrl", null, "recentRequestAt", null,
-    "workingInBackground", false)
+    "createdAt", a.created_at, "channels", channels_of(a), "imageUrl", a.image_url or null,
+    "recentRequestAt", null, "workingInBackground", false)
+end
+
+-- ?include=grants-summary: the agent's grants as chips (stand-in entries:
+-- one per granted connection and secret visible to the workspace).
+local function grants_summary(ctx, a)
+  local entries = array()
+  for _, cid in ipairs(a.connection_ids) do
+    local c = a.grants[cid] and store.find_visible(ctx.state, "connections", cid)
+    if c then
+      entries[#entries + 1] = obj("kind", "connection", "id", c.id, "provider", c.provider,
+        "access", a.grants[cid].access)
+    end
+  end
+  for _, sid in ipairs(a.secret_ids) do
+    local s = store.find_visible(ctx.state, "secrets", sid)
+    if s then entries[#entries + 1] = obj("kind", "secret", "id", s.id, "name", s.name) end
+  end
+  return obj("mode", "grants", "entries", entries, "total", #entries)
 end
 
 ------------------------------------------------------------------------------
@@ -100,10 +132,16 @@ local function list(ctx)
     for _, a in ipairs(store.agents_ordered(ctx.state)) do out[#out + 1] = list_item_v1(a) end
     return reply.ok(out)
   end
+  local summary = false
   for inc in (ctx.query.include or ""):gmatch("[^,]+") do
     if inc ~= "grants-summary" then return reply.unprocessable("Unknown include: " .. inc) end
+    summary = true
   end
-  for _, a in ipairs(store.newest_first(ctx.state.agents)) do out[#out + 1] = list_item_v2(a) end
+  for _, a in ipairs(store.newest_first(ctx.state.agents)) do
+    local item = list_item_v2(a)
+    if summary then json.set(item, "grantsSummary", grants_summary(ctx, a)) end
+    out[#out + 1] = item
+  end
   return reply.ok(out)
 end
 
@@ -142,13 +180,15 @@ local function create_v2(ctx, body)
       return reply.flat(400, field .. " is only valid for hosted agents")
     end
   end
-  if hosted then
-    return reply.unprocessable("Hosted agents need a runner, and this workspace has none. "
-      .. "Register a runner first.")
+  if hosted and not ctx.app.runner then
+    return reply.unprocessable("No runner is available to host this agent. Start a runner and try again.")
   end
-  local a = store.add_agent(ctx.state, { name = body.name, identifier = body.identifier, kind = "byo" })
+  local a = store.add_agent(ctx.state, { name = body.name, identifier = body.identifier,
+    kind = hosted and "hosted" or "byo", harness = hosted and (body.harness or DEFAULT_HARNESS) or nil,
+    model = body.model, instructions = body.instructions })
   return reply.created(obj("id", a.id, "name", a.name, "identifier", a.identifier, "kind", a.kind,
-    "harness", null, "model", null, "instructions", null, "createdAt", a.created_at, "llmKeys", array()))
+    "harness", a.harness or null, "model", a.model or null, "instructions", a.instructions or null,
+    "createdAt", a.created_at, "llmKeys", array()))
 end
 
 local function create(ctx)
@@ -173,6 +213,9 @@ local function patch_v2(ctx)
   if #json.keys(body) == 0 then return reply.flat(400, "At least one field to update is required") end
   local a = find_agent(ctx)
   if not a then return reply.not_found(AGENT_NOT_FOUND) end
+  if a.kind ~= "hosted" and (body.instructions ~= nil or body.model ~= nil or body.effort ~= nil) then
+    return reply.bad_request("instructions, model and effort are only valid for hosted agents")
+  end
   if body.name then a.name = body.name end
   for _, field in ipairs({ "instructions", "model", "effort" }) do
     if body[field] == null then a[field] = nil elseif body[field] ~= nil then a[field] = body[field] end
@@ -267,6 +310,7 @@ return {
   { mode = "v2", method = "POST", pattern = "/agents/:id/set-default", auth = P, gone = GONE_SET_DEFAULT },
   { mode = "v2", method = "*", pattern = "/agents/:id/secret-mode", auth = P, gone = GONE_SECRET_MODE },
   { mode = "v2", method = "*", pattern = "/agents/:id/secrets", auth = P, gone = GONE_SECRETS },
+  { mode = "v2", method = "*", pattern = "/agents/:id/groups/*", auth = P, gone = GONE_GROUPS },
   { mode = "v2", method = "GET", pattern = "/agents/:id", auth = P, handler = get_one, body = false },
   -- both
   { method = "PATCH", pattern = "/agents/:id", auth = P, handler = rename },

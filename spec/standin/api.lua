@@ -6,7 +6,14 @@
 -- A route: { method = "GET"|"*", pattern = "/agents/:id", auth = kind,
 --   handler = fn(ctx) | gone = "410 message", mode = "v1"|"v2"|nil,
 --   edition = "cloud"|nil (v1: only in the cloud edition; v2 has them all),
---   body = false (do not decode), deprecated = true (v2 Deprecation headers) }.
+--   body = false (do not decode), deprecated = true (v2 Deprecation headers),
+--   ee = "<feature>" (v2 Enterprise router: on an unlicensed instance 403
+--   enterprise_license_required, before authentication; reference §14.2) }.
+--
+-- The instance (v2, reference §14.2): `licensed` (an Enterprise licence:
+-- ENTERPRISE_ENABLED) and `runner` (a registered, online runner: hosted
+-- agents can be created) are switches of the launcher (licensed=, runner=)
+-- and of POST /__control/instance; both start off, as the recordings.
 -- Auth kinds: "none"; "project" (needs a project: 401 without); "project400"
 -- (400 without); "user" (any valid key, no project needed); "admin" (org
 -- key only: a project key gets 403); "partner" (the partner key only, v1
@@ -31,6 +38,9 @@ local PROJECT_MSG = "X-Project-Id header is required"
 local ROUTE_MODULES = {
   "standin.account", "standin.agents", "standin.secrets", "standin.rules", "standin.apps",
   "standin.access", "standin.blocklist", "standin.setup", "standin.org", "standin.policy", "standin.partner",
+  -- v2.0.1 routes beyond the v1 surface (reference §14)
+  "standin.discovery", "standin.skills", "standin.invitations", "standin.channels", "standin.reflect",
+  "standin.hosted", "standin.enterprise", "standin.machine",
 }
 
 local function split_path(path)
@@ -55,6 +65,8 @@ function _M.new(opts)
     initial = { api_key = opts.api_key, org_key = opts.org_key, project_id = opts.project_id,
       partner_key = opts.partner_key },
     gateway_origin = opts.gateway_origin or "http://127.0.0.1:10255",
+    licensed = opts.licensed == true, runner = opts.runner == true,
+    initial_instance = { licensed = opts.licensed == true, runner = opts.runner == true },
     routes = {},
   }, _M)
   for _, name in ipairs(ROUTE_MODULES) do
@@ -76,7 +88,14 @@ function _M:strict()
   return self.mode == "v2" or self.edition == "cloud"
 end
 
+-- Sets the instance switches (nil leaves one as it is).
+function _M:set_instance(licensed, runner)
+  if licensed ~= nil then self.licensed = licensed end
+  if runner ~= nil then self.runner = runner end
+end
+
 function _M:reset()
+  self.licensed, self.runner = self.initial_instance.licensed, self.initial_instance.runner
   self.org = store.new({
     mode = self.mode, edition = self.edition, api_key = self.initial.api_key,
     org_key = self.initial.org_key, project_id = self.initial.project_id,
@@ -220,7 +239,12 @@ function _M:auth_strict(req, kind)
   end
   local project = token:sub(1, 3) == "oc_" and self:project_for_key(token)
   if not project then return nil, reply.unauthorized() end
-  if kind == "admin" then return nil, reply.envelope(403, "Insufficient permissions", "authentication_error") end
+  -- v2: admin routes only check membership without RBAC, and with it the
+  -- stand-in's one user is the owner: a workspace user key passes
+  -- (reference §14.2 rule 3); the v1 cloud server wanted the org key
+  if kind == "admin" and self.mode ~= "v2" then
+    return nil, reply.envelope(403, "Insufficient permissions", "authentication_error")
+  end
   return { key = "project", org = project.org, project = project }
 end
 
@@ -306,6 +330,7 @@ function _M:route(req)
   if not route then return reply.unknown_route(req.method, norm) end
   if route.deprecated and self.mode == "v2" then req.deprecation = true end
   if route.gone and route.auth == "none" then return reply.gone(route.gone) end
+  if route.ee and not self.licensed then return reply.license_required(route.ee) end
   local grant = { key = "none" }
   if route.auth ~= "none" then
     local denied

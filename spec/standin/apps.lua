@@ -246,6 +246,8 @@ local function connect(ctx, scope)
   local h = holder(ctx, scope)
   local label = derive_label(body, app, body.fields)
   local metadata = body.fields.username and obj("username", body.fields.username) or nil
+  -- v2: an API-key connection records its method (reference §6.5 label derivation)
+  if not metadata and ctx.mode == "v2" then metadata = obj("name", "API Key") end
   local existing
   if body.connectionId then
     existing = store.find(h.connections, body.connectionId)
@@ -253,11 +255,16 @@ local function connect(ctx, scope)
   else
     existing = find_same_label(h.connections, app.id, label)
   end
+  local conn = existing
   if existing then
     existing.label, existing.metadata, existing.status = label, metadata, "connected"
     store.touch(h, existing)
   else
-    store.add_connection(h, { provider = app.id, label = label, metadata = metadata })
+    conn = store.add_connection(h, { provider = app.id, label = label, metadata = metadata })
+  end
+  -- v2 (reference §14.12): the workspace route names the connection
+  if ctx.mode == "v2" and scope ~= ORG then
+    return reply.ok(obj("success", true, "connection", obj("id", conn.id, "label", conn.label)))
   end
   return reply.success()
 end
@@ -354,17 +361,28 @@ end
 -- BYOC config
 ------------------------------------------------------------------------------
 
+-- v2 organization config (reference §14.12): the connections that depend on it.
+local function dependents(ctx, provider)
+  local in_workspaces = 0
+  for _, p in ipairs(ctx.org.projects) do
+    in_workspaces = in_workspaces + #provider_connections(p.connections, provider)
+  end
+  return obj("orgConnections", #provider_connections(ctx.org.connections, provider),
+    "workspaceConnections", in_workspaces)
+end
+
 local function get_config(ctx, scope)
   local provider = ctx.params.provider
   local cfg, source = effective_config(ctx, provider, scope)
-  if not cfg then return reply.ok(obj("hasCredentials", false, "enabled", false)) end
+  local deps = ctx.mode == "v2" and scope == ORG and dependents(ctx, provider) or nil
+  if not cfg then return reply.ok(obj("hasCredentials", false, "enabled", false, "dependents", deps)) end
   if source == ORG and scope ~= ORG then return reply.ok(config_shape(provider, cfg, source)) end
   local settings = obj()
   for _, f in ipairs(config_fields(provider)) do
     if not f[3] and cfg.settings[f[1]] then json.set(settings, f[1], cfg.settings[f[1]]) end
   end
   return reply.ok(obj("settings", settings, "hasCredentials", has_credentials(provider, cfg.settings),
-    "enabled", cfg.enabled))
+    "enabled", cfg.enabled, "dependents", deps))
 end
 
 local function post_config(ctx, scope)

@@ -135,6 +135,8 @@ local function create(ctx, scope)
   local body = ctx.body
   if typeof(body) ~= "object" then return reply.flat(400, "Invalid request body") end
   if typeof(body.hostId) == "string" then return block_predefined(ctx, scope, app, body.hostId) end
+  -- v2 (reference §14.12): a custom host is a policy rule now
+  if ctx.mode == "v2" then return reply.flat(400, "Provide { hostId }") end
   if typeof(body.name) == "string" and typeof(body.hostPattern) == "string" then
     return block_custom(ctx, scope, app, body.name, body.hostPattern)
   end

@@ -10,6 +10,9 @@
 --                                  project_id?, headers?, body?, summary?}
 --   GET    /__control/approvals   every approval with state and decisions
 --   GET|POST /__control/approvals/settings  {poll_hold = seconds}
+--   GET|POST /__control/instance  {licensed?, runner?} (v2: Enterprise
+--                                  licence, registered runner; reset restores
+--                                  the launch values)
 --   POST   /__control/partner/claim  {orgId}  (v1 cloud: a partner-created
 --                                  organization becomes claimed)
 local json = require("standin.json")
@@ -189,7 +192,7 @@ function _M:info()
   return reply.ok(obj("mode", api.mode, "edition", api.edition, "api_key", project.api_key,
     "org_key", api.org.org_key, "project_id", project.id, "version", api.version, "default_agent_id", default,
     "gateway_port", self.gateway_port, "gateway_url", api.gateway_origin, "poll_hold", self.gateway.poll_hold,
-    "partner_key", api.partner and api.partner.key or nil))
+    "partner_key", api.partner and api.partner.key or nil, "licensed", api.licensed, "runner", api.runner))
 end
 
 ------------------------------------------------------------------------------
@@ -237,6 +240,17 @@ function _M:handle(req)
   if name == "approvals" and m == "GET" then return reply.ok(approvals.list(self.api.org, self.api.mode)) end
   if name == "approvals/settings" and (m == "GET" or m == "POST") then
     return self:approval_settings(m, req.body)
+  end
+  if name == "instance" and (m == "GET" or m == "POST") then
+    if m == "POST" then
+      local b = json.decode(req.body or "")
+      if typeof(b) ~= "object" then return bad("body must be a JSON object") end
+      for _, k in ipairs({ "licensed", "runner" }) do
+        if b[k] ~= nil and type(b[k]) ~= "boolean" then return bad(k .. " must be a boolean") end
+      end
+      self.api:set_instance(b.licensed, b.runner)
+    end
+    return reply.ok(obj("licensed", self.api.licensed, "runner", self.api.runner))
   end
   if name == "partner/claim" and m == "POST" then
     local b = json.decode(req.body or "")

@@ -14,7 +14,9 @@ local _M = {}
 local concat, format, tonumber, ipairs = table.concat, string.format, tonumber, ipairs
 
 _M.MAX_HEAD = 64 * 1024
-_M.MAX_BODY = 1024 * 1024
+-- above v2's largest upload (attachments: 10 MiB), so that the routes
+-- answer their own 413s (images: 1 MiB)
+_M.MAX_BODY = 11 * 1024 * 1024
 _M.KEEPALIVE = { v1 = 5, v2 = 70, control = 5, gateway = 90 }
 
 _M.REASONS = {
@@ -224,10 +226,12 @@ local function build_v2(reply, opts, lines)
     end
     add(lines, "vary", reply.vary or "Origin")
     if not reply.no_request_id then add(lines, "x-request-id", util.uuid4()) end
-    add(lines, "content-length", body and #body or 0)
+    -- reply.chunked: the body goes out chunked (GET /favicon's empty 400)
+    if not reply.chunked then add(lines, "content-length", body and #body or 0) end
   end
   connection_headers(lines, "v2", opts.keepalive)
-  return false
+  if reply.chunked then add(lines, "Transfer-Encoding", "chunked") end
+  return reply.chunked == true
 end
 
 local function build_control(reply, opts, lines)

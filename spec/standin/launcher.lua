@@ -15,12 +15,15 @@
 --   srv:approvals()                  -- every approval with state and decisions
 --   srv:gateway_settings{ poll_hold = 1 }  -- seconds a poll is held
 --   srv:partner_claim(org_id)        -- v1 cloud: mark a partner-created org claimed
+--   srv:instance{ licensed = true, runner = true }  -- v2 instance switches
 --   srv:stop()     -- idempotent; kills the process if shutdown does not work
 --
 -- Options of start: mode ("v1"), edition ("oss"; "cloud" = v1 cloud
 -- server), lua ("lua5.4"), max_lifetime (300), host ("127.0.0.1"),
 -- api_key, org_key, project_id, partner_key, poll_hold (30), quiet (true), timeout (10 s
--- to wait for the port file).
+-- to wait for the port file), licensed and runner (v2: an Enterprise
+-- licence, a registered runner; both false, as the recordings; srv:instance
+-- changes them, srv:reset() restores them).
 local json = require("standin.json")
 local client = require("standin.client")
 local process = require("support.process")
@@ -88,6 +91,8 @@ local function spawn(opts, port_file, err_file)
     if opts[o[1]] then args[#args + 1] = o[2] .. " " .. shell_quote(opts[o[1]]) end
   end
   if opts.quiet ~= false then args[#args + 1] = "--quiet" end
+  if opts.licensed then args[#args + 1] = "--licensed" end
+  if opts.runner then args[#args + 1] = "--runner" end
   local cmd = table.concat(args, " ") .. " </dev/null >/dev/null 2>" .. shell_quote(err_file) .. " & echo $!"
   local p = assert(io.popen(cmd, "r"))
   local pid = p:read("*l")
@@ -169,6 +174,11 @@ function Server:approval(tbl) return checked(self, "POST", "/__control/approvals
 function Server:approvals() return checked(self, "GET", "/__control/approvals") end
 function Server:gateway_settings(tbl)
   return checked(self, "POST", "/__control/approvals/settings", tbl or json.obj())
+end
+
+-- v2 instance switches: { licensed = bool?, runner = bool? }; returns both.
+function Server:instance(tbl)
+  return checked(self, "POST", "/__control/instance", tbl or json.obj())
 end
 
 function Server:partner_claim(org_id)

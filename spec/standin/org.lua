@@ -4,7 +4,8 @@
 --     /projects*, /team/provisions, /org/secrets*, /org/rules* (incl.
 --     permissions and overlap), /org/connections*, /org/apps/*, /org/settings.
 --     /workspaces* does not exist (404 Unrecognized request URL).
---   v2: /workspaces* (and /projects* as a deprecated alias), /team/provisions,
+--   v2: /workspaces* (and /projects* as a deprecated alias), /team/provisions
+--     (Enterprise: "Member provisioning" licence gate),
 --     /org/secrets*, /org/connections*, /org/apps/*; /org/rules* and
 --     /org/settings answer 410 (the org policy API is standin.policy).
 --
@@ -129,8 +130,13 @@ local function provision(ctx)
   local key = store.new_api_key()
   ctx.org.member_keys[key] = project.id
   local base = ctx.mode == "v1" and "https://app.onecli.sh" or "http://127.0.0.1:10254"
-  return reply.created(obj("id", util.uuid4(), "userId", util.uuid4(), "projectId", project.id, "apiKey", key,
-    "claimUrl", base .. "/claim/" .. util.hex(32), "expiresAt", util.iso(gettime() + 7 * 86400)))
+  -- kept for POST /provisions/claim (v2, standin.enterprise)
+  local p = { id = util.uuid4(), user_id = util.uuid4(), project_id = project.id, token = util.hex(32),
+    expires_at_t = gettime() + 7 * 86400 }
+  ctx.org.provisions = ctx.org.provisions or {}
+  ctx.org.provisions[#ctx.org.provisions + 1] = p
+  return reply.created(obj("id", p.id, "userId", p.user_id, "projectId", project.id, "apiKey", key,
+    "claimUrl", base .. "/claim/" .. p.token, "expiresAt", util.iso(p.expires_at_t)))
 end
 
 ------------------------------------------------------------------------------
@@ -184,8 +190,12 @@ project_routes("/projects", { mode = "v2", deprecated = true })
 
 local C = "cloud"
 
+-- team provisions: v1 cloud; v2 behind the Enterprise licence (reference §14.9)
+add({ mode = "v1", edition = "cloud", method = "POST", pattern = "/team/provisions", auth = U, handler = provision })
+add({ mode = "v2", ee = "Member provisioning", method = "POST", pattern = "/team/provisions", auth = U,
+  handler = provision })
+
 for _, r in ipairs({
-  { method = "POST", pattern = "/team/provisions", auth = U, handler = provision },
   -- organization secrets
   { method = "GET", pattern = "/org/secrets", auth = A, handler = org(secrets.list), body = false },
   { method = "POST", pattern = "/org/secrets", auth = A, handler = org(secrets.create) },

@@ -40,6 +40,11 @@ function _M.unauthorized(message)
   return _M.envelope(401, message or "Invalid API key or token.", "authentication_error")
 end
 
+-- An Enterprise router on an unlicensed instance (reference §14.2 rule 1).
+function _M.license_required(feature)
+  return _M.envelope(403, feature .. " requires a OneCLI Enterprise license.", "enterprise_license_required")
+end
+
 function _M.unknown_route(method, path)
   return _M.envelope(404, format("Unrecognized request URL (%s: %s). Please see "
     .. "https://onecli.sh/docs/api-reference for available endpoints.", method, path),

@@ -48,7 +48,7 @@ usage: server.lua [--mode v1|v2] [--edition oss|cloud] [--host H] [--port N]
                   [--api-key oc_<64 hex>] [--org-key oc_org_<64 hex>]
                   [--project-id ID] [--partner-key oc_partner_<64 hex>]
                   [--server-version V] [--poll-hold S]
-                  [--max-lifetime S] [--quiet]
+                  [--licensed] [--runner] [--max-lifetime S] [--quiet]
 ]]
 
 local function die(msg)
@@ -74,6 +74,10 @@ local function parse_args(argv)
     name = name or a
     if name == "--quiet" then
       opts.quiet = true
+    elseif name == "--licensed" then
+      opts.licensed = true       -- v2: an Enterprise licence (ENTERPRISE_ENABLED)
+    elseif name == "--runner" then
+      opts.runner = true         -- v2: a registered runner (hosted agents)
     elseif name == "--help" or name == "-h" then
       io.stdout:write(USAGE)
       os.exit(0)

@@ -99,7 +99,7 @@ function _M.all(versions)
 end
 
 function _M.get(version, name)
-  for _, cap in ipairs(_M.all()) do
+  for _, cap in ipairs(_M.all({ version })) do
     if cap.version == version and cap.name == name then return cap end
   end
   error("no capture " .. version .. "/" .. name, 2)
