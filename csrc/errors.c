@@ -571,6 +571,11 @@ static int l_normalize(lua_State *L)
         type = type_for_status(status, json_body);
     if (hint != NULL)
         ;   /* set above */
+    else if (strcmp(type, "enterprise_license_required") == 0)
+        /* v2's Enterprise routers, before authentication (reference 14.2) */
+        hint = "this needs a OneCLI Enterprise licence: a self-hosted server gets it with "
+               "ENTERPRISE_ENABLED=true (client:instance().entitled tells); OneCLI Cloud "
+               "always has it";
     else if (html && status >= 500)
         hint = "an HTML page came back instead of JSON: a proxy or load balancer "
                "answered, the OneCLI API behind it may be down or restarting";
