@@ -55,7 +55,41 @@ local NAMESPACE_TITLES = {
   ["org.rules"] = "Organization rules (v1 cloud; 410 on v1.43+ and v2)",
   ["org.settings"] = "Organization settings (v1 cloud; 410 on v1.43+ and v2)",
   ["org.policy"] = "Organization policy rules (v2)",
+  ["agents.channels"] = "Hosted agents: their channel presences (v2)",
+  ["agents.crons"] = "Hosted agents: schedules (v2)",
+  ["agents.memories"] = "Hosted agents: memories and their revisions (v2)",
+  conversations = "Conversations with hosted agents: transcripts, attachments, turns (v2)",
+  turns = "Turns of a conversation (v2)",
+  policy = "What the published policy allows (v1.43+, v2)",
+  skills = "Skills of the workspace and its hosted agents (v2)",
+  ["org.skills"] = "Organization skills (v2)",
+  ["org.invitations"] = "Invitations to the organization (v2)",
+  ["org.channels"] = "Organization channel integrations (v2)",
+  ["org.members"] = "Members directory (v2, Enterprise licence)",
+  ["org.groups"] = "User groups (v2, Enterprise licence)",
+  ["org.role_mappings"] = "Group-to-role mappings (v2, Enterprise licence)",
+  ["org.domains"] = "Claimed email domains (v2, Enterprise licence)",
+  ["org.sso.connections"] = "Single sign-on connections (v2, Enterprise licence)",
+  ["org.sso.enforcement"] = "Single sign-on enforcement (v2, Enterprise licence)",
+  ["org.scim.tokens"] = "SCIM tokens (v2, Enterprise licence)",
+  ["org.app_availability"] = "Which apps which people may use (v2, Enterprise licence)",
+  ["org.partner"] = "The organization's partner (v1 cloud partner API, removed Aug 2026)",
+  ["partner.orgs"] = "Partner API: managed organizations (v1 cloud, removed Aug 2026)",
+  ["partner.secrets"] = "Partner API: partner secrets (v1 cloud, removed Aug 2026)",
+  ["partner.members"] = "Partner API: members of the partner account (v1 cloud, removed Aug 2026)",
   approvals = "Approvals (served by the gateway)",
+}
+
+-- The two kinds of paginated lists (onecli.pagination): what a page call
+-- answers, the list the iterator walks, and how it goes on.
+local PAGES = {
+  cursor = { items = "data", param = "cursor", next = "nextCursor",
+    shape = "{ data: table[], nextCursor: string|onecli.null }",
+    follows = "follows `nextCursor` (sent back as `cursor`) until it is null" },
+  transcript = { items = "events", param = "since", next = "nextSince",
+    shape = "{ events: table[], nextSince: integer, hasMore: boolean }",
+    follows = "follows `nextSince` (sent back as `since`) while `hasMore` is true",
+    item_note = "each `{ seq, turnId, type, payload }`" },
 }
 
 -- What a method returns, where reference section 7 knows the shape.
@@ -113,6 +147,30 @@ _M.RETURNS = {
   ["org.rules.get"] = "onecli.Rule",
   ["approvals.pending"] = "onecli.PendingApprovals",
   ["approvals.org_pending"] = "onecli.PendingApprovals",
+  -- v2 (reference section 14)
+  ["instance"] = "{ edition: \"onprem\"|\"cloud\", entitled: boolean, version: string, "
+    .. "runners: { registered: boolean, online: boolean } }",
+  ["agents.set_image"] = "{ imageUrl: string }",
+  ["turns.abort"] = "{ aborted: boolean, delivered: boolean }",
+  ["org.connections.by_provider"] = "onecli.Connection[]",
+  ["skills.list"] = "{ skills: onecli.Skill[] }",
+  ["skills.create"] = "onecli.Skill",
+  ["skills.get"] = "onecli.Skill",
+  ["skills.update"] = "onecli.Skill",
+  ["org.skills.list"] = "{ skills: onecli.Skill[] }",
+  ["org.skills.create"] = "onecli.Skill",
+  ["org.skills.get"] = "onecli.Skill",
+  ["org.skills.update"] = "onecli.Skill",
+  ["org.invitations.list"] = "onecli.Invitation[]",
+  ["org.invitations.create"] = "{ id: string, joinUrl: string, emailed: boolean }",
+  ["org.members.list"] = "{ data: onecli.Member[], nextCursor: string|onecli.null }",
+  ["org.members.groups"] = "{ data: onecli.Group[], nextCursor: string|onecli.null }",
+  ["org.members.create"] = "onecli.Member",
+  ["org.groups.list"] = "{ data: onecli.Group[], nextCursor: string|onecli.null }",
+  ["org.groups.create"] = "onecli.Group",
+  ["org.groups.get"] = "onecli.Group",
+  ["org.groups.update"] = "onecli.Group",
+  ["org.groups.members"] = "{ data: onecli.GroupMember[], nextCursor: string|onecli.null }",
 }
 
 -- LuaLS type of a shorthand argument (the value that stands for a
@@ -195,6 +253,8 @@ _M.OBJECTS = {
     { "recentRequestAt", "string|onecli.null?", "v2, `agents:get`" },
     { "workingInBackground", "boolean?", "v2" },
     { "llmKeys", "string[]?", "v2, `agents:create`: secret ids" },
+    { "grantsSummary", '{ mode: "grants"|"all", entries: table[], total: integer }?',
+      "v2, `agents:list{ include = \"grants-summary\" }` only" },
   } },
   { "Secret", "A secret (list item). Values are never returned.", {
     { "id", "string" },
@@ -347,6 +407,63 @@ _M.OBJECTS = {
     { "version", "string" },
     { "timestamp", "string" },
   } },
+  { "SseEvent", "One server-sent event of a `text/event-stream` answer (`conversations:stream`).", {
+    { "id", "string?", "the last id the stream sent (SSE keeps it across events); absent before the first" },
+    { "event", "string", "the event's name: `message` when the stream names none (the transcript "
+      .. "stream sends `transcript` events)" },
+    { "data", "table|string", "JSON-decoded when it is a JSON object or array, else the text "
+      .. "(several data lines joined with newlines)" },
+  } },
+  { "Skill", "A skill (v2): instructions materialized into hosted agents' sandboxes. List items "
+      .. "carry `fileCount` instead of `content` and `files`.", {
+    { "id", "string" },
+    { "scope", '"workspace"|"agent"|"organization"' },
+    { "agentId", "string|onecli.null", "set on agent skills" },
+    { "workspaceId", "string|onecli.null", "null on organization skills" },
+    { "organizationId", "string|onecli.null", "set on organization skills" },
+    { "name", "string", "lower-case words and hyphens; cannot be changed" },
+    { "description", "string", "one line: how an agent decides to load it" },
+    { "content", "string?", "not in list items" },
+    { "enabled", "boolean" },
+    { "createdByEmail", "string" },
+    { "createdAt", "string" },
+    { "updatedAt", "string" },
+    { "files", "{ path: string, content: string }[]?", "not in list items" },
+    { "fileCount", "integer?", "list items only" },
+  } },
+  { "Invitation", "An invitation to the organization (`org.invitations:list`).", {
+    { "id", "string" },
+    { "email", "string" },
+    { "role", "string", "`admin` or `member`" },
+    { "invitedByEmail", "string" },
+    { "expiresAt", "string" },
+    { "createdAt", "string" },
+    { "status", '"pending"|"expired"' },
+  } },
+  { "Member", "A member of the organization (v2, Enterprise licence).", {
+    { "userId", "string" },
+    { "email", "string" },
+    { "name", "string|onecli.null" },
+    { "role", "string" },
+    { "status", '"active"|"suspended"' },
+    { "ssoExempt", "boolean?", "not in the answer of `org.members:create`" },
+    { "joinedAt", "string" },
+  } },
+  { "Group", "A user group (v2, Enterprise licence).", {
+    { "id", "string" },
+    { "name", "string" },
+    { "source", '"manual"|"scim"', "`scim` groups are managed by the identity provider" },
+    { "externalId", "string|onecli.null" },
+    { "memberCount", "integer" },
+    { "createdAt", "string" },
+    { "updatedAt", "string" },
+  } },
+  { "GroupMember", "A member of a user group (`org.groups:members`).", {
+    { "userId", "string" },
+    { "email", "string" },
+    { "name", "string|onecli.null" },
+    { "addedAt", "string" },
+  } },
 }
 
 -- The hand-written methods and functions (not in the endpoint table).
@@ -404,8 +521,9 @@ _M.HELPERS = {
     forms = { "client:request(method, path [, opts])" },
     text = "Any endpoint by HTTP method and path (relative to the base URL): `opts` takes "
       .. "`body` (a table, or a string sent as is), `query` (a table), `response` (`\"json\"`, "
-      .. "`\"text\"`, `\"redirect\"`) and the per-call options. Retried like a generated "
-      .. "method of the same verb." },
+      .. "`\"text\"`, `\"binary\"`, `\"events\"`, `\"redirect\"`: what the generated methods "
+      .. "return for each) and the per-call options. Retried like a generated method of the same "
+      .. "verb." },
   { title = "client:close, client:has_api_key, client:gateway_origin", check = "client.gateway_origin",
     forms = { "client:close()", "client:has_api_key()", "local origin, err = client:gateway_origin([opts])" },
     text = "`close` releases the connection (idempotent; also on garbage collection and "
@@ -469,14 +587,18 @@ local function call_form(ep, shorthand)
   for _, p in ipairs(ep.params) do
     required[#required + 1] = p
   end
-  if ep.body then
+  if ep.body == "binary" then
+    required[#required + 1] = "bytes"
+  elseif ep.body then
     local body = shorthand and ep.shorthand or "body"
     if ep.body == "required" then
       required[#required + 1] = body
     else
       optional[#optional + 1] = body
     end
-  elseif ep.query_names then
+  end
+  -- a binary body may be followed by the query (methods.lua parse_args)
+  if ep.query_names and (not ep.body or ep.body == "binary") then
     optional[#optional + 1] = "query"
   end
   optional[#optional + 1] = "opts"
@@ -488,6 +610,32 @@ local function call_form(ep, shorthand)
   return receiver(ns) .. method .. "(" .. s .. ")"
 end
 _M.call_form = call_form
+
+--- The iterator of a paginated endpoint, as a pseudo-endpoint named
+-- "org.members.each" (the page call is its `page`), or nil.
+local function iterator_of(ep)
+  if not ep.each then
+    return nil
+  end
+  local ns = split_name(ep.name)
+  return {
+    name = (ns == "" and "" or (ns .. ".")) .. ep.each, page = ep, params = ep.params,
+    query_names = ep.query_names, method = ep.method, path = ep.path, base = ep.base,
+    scope = ep.scope, since = ep.since, idempotent = ep.idempotent,
+  }
+end
+_M.iterator_of = iterator_of
+
+--- The call form of an iterator: client.org.groups:each_member(groupId [, query [, opts]]).
+function _M.iterator_form(ep)
+  return call_form(iterator_of(ep))
+end
+
+-- GitHub's heading anchors
+local function slug(s)
+  return (s:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
+end
+_M.slug = slug
 
 local function shorthand_is_array(ep)
   for _, a in ipairs(ep.arrays or {}) do
@@ -510,21 +658,15 @@ local function fallback_route(ep)
   return ep.method .. " /v1" .. ep.fallback
 end
 
-local function returns_md(ep)
-  if ep.response == "text" then
-    return "string: the response body (text, not JSON)"
-  elseif ep.response == "redirect" then
-    return "string: the URL of the redirect's `Location` (the redirect is not followed)"
-  elseif ep.method == "DELETE" then
-    return "`true` (204 No Content)"
-  end
-  local shape = _M.RETURNS[ep.name]
-  if not shape then
-    return "a table decoded from JSON (`true` if the server answers 204)"
-  end
-  local links = {}
+-- A LuaLS type as markdown: in backquotes, with links to the object shapes
+-- it names (onecli.null is no shape).
+local function shape_md(shape)
+  local links, seen = {}, {}
   for n in shape:gmatch("onecli%.([%w_]+)") do
-    links[#links + 1] = "[" .. n .. "](#" .. n:lower() .. ")"
+    if n ~= "null" and not seen[n] then
+      seen[n] = true
+      links[#links + 1] = "[" .. n .. "](#" .. n:lower() .. ")"
+    end
   end
   local s = "`" .. shape:gsub("onecli%.", "") .. "`"
   if #links > 0 then
@@ -533,11 +675,63 @@ local function returns_md(ep)
   return s
 end
 
+-- What a page call answers (its RETURNS, or the kind's generic page).
+local function page_shape(ep)
+  return _M.RETURNS[ep.name] or PAGES[ep.paginate].shape
+end
+
+-- The LuaLS type of what an iterator yields: the item type of its pages'
+-- list when RETURNS knows it.
+local function item_type(ep)
+  local kind = PAGES[ep.paginate]
+  return page_shape(ep):match(kind.items .. ": ([%w_%.]+)%[%]") or "table"
+end
+
+local function method_heading(ep)
+  local ns, method = split_name(ep.name)
+  return receiver(ns) .. method
+end
+
+local function method_link(ep)
+  local h = method_heading(ep)
+  return "[`" .. h .. "`](#" .. slug(h) .. ")"
+end
+
+local function returns_md(ep)
+  if ep.response == "text" then
+    return "string: the response body (text, not JSON)"
+  elseif ep.response == "binary" then
+    return "string: the response body's bytes, as sent (not decoded)"
+  elseif ep.response == "events" then
+    return "`SseEvent[]` (see [SseEvent](#sseevent)): the `text/event-stream` answer, read until the "
+      .. "server ends it (the call's `timeout` covers the whole stream), parsed into its events in "
+      .. "order (`{ id =, event =, data = }`)"
+  elseif ep.response == "redirect" then
+    return "string: the URL of the redirect's `Location` (the redirect is not followed)"
+  elseif ep.method == "DELETE" then
+    return "`true` (204 No Content)"
+  end
+  if ep.paginate then
+    local it = iterator_of(ep)
+    return shape_md(page_shape(ep)) .. ": one page; " .. method_link(it) .. " iterates over every page"
+  end
+  local shape = _M.RETURNS[ep.name]
+  if not shape then
+    return "a table decoded from JSON (`true` if the server answers 204)"
+  end
+  return shape_md(shape)
+end
+
 local function returns_lua(ep)
-  if ep.response == "text" or ep.response == "redirect" then
+  if ep.response == "text" or ep.response == "redirect" or ep.response == "binary" then
     return "string"
+  elseif ep.response == "events" then
+    return "onecli.SseEvent[]"
   elseif ep.method == "DELETE" then
     return "true"
+  end
+  if ep.paginate then
+    return page_shape(ep)
   end
   local shape = _M.RETURNS[ep.name]
   if shape then
@@ -570,11 +764,6 @@ local function md_cell(s)
   return (tostring(s):gsub("|", "\\|"))
 end
 
--- GitHub's heading anchors
-local function slug(s)
-  return (s:lower():gsub("[^%w%- _]", ""):gsub(" ", "-"))
-end
-_M.slug = slug
 
 --- Namespaces in order of first appearance: list of { ns =, eps = {} }.
 local function group(endpoints)
@@ -610,9 +799,64 @@ local function ns_heading(ns)
   return "client." .. ns
 end
 
-local function method_heading(ep)
-  local ns, method = split_name(ep.name)
-  return receiver(ns) .. method
+---------------------------------------------------------------------------
+-- iterators (onecli.pagination)
+
+local function query_md(ep)
+  local names = {}
+  for _, q in ipairs(ep.query_names) do
+    names[#names + 1] = q .. " ="
+  end
+  return "`{ " .. concat(names, ", ") .. " }` (other keys raise)"
+end
+
+-- One line for the namespace's table and the LuaLS stub.
+local function iterator_doc(ep)
+  local _, method = split_name(ep.name)
+  return fmt("Iterator: every item of `%s` of every page of `:%s`", PAGES[ep.paginate].items, method)
+end
+
+-- What the iterator yields and how it goes through the pages.
+local function iterator_text(ep, page_ref)
+  local kind = PAGES[ep.paginate]
+  return fmt("Every item of every page of %s, one at a time: the iterator calls it page after "
+    .. "page, yields each item of `%s`, and %s. `limit` is the page size, sent with every page; "
+    .. "a `%s` in the query is where it starts.", page_ref, kind.items, kind.follows, kind.param)
+end
+
+local function iterator_md(w, ep)
+  local it = iterator_of(ep)
+  local kind = PAGES[ep.paginate]
+  w("### ", method_heading(it))
+  w("")
+  w("```lua")
+  w(call_form(it))
+  w("for item in ", method_heading(it), "(", concat(ep.params, ", "), ") do … end")
+  w("```")
+  w("")
+  w(iterator_text(ep, method_link(ep)))
+  w("")
+  w("- **HTTP**: `", route(ep), "`, once per page")
+  w("- **Scope**: ", scope_md(ep))
+  w("- **Servers**: ", ep.since or "—")
+  if ep.query_names then
+    w("- **Query**: ", query_md(ep), ", as for ", method_link(ep))
+  end
+  local item, note = item_type(ep), ""
+  if item ~= "table" then
+    local n = item:gsub("^onecli%.", "")
+    note = fmt(" (a [%s](#%s))", n, n:lower())
+  elseif kind.item_note then
+    note = " (" .. kind.item_note .. ")"
+  end
+  w("- **Yields**: each item of `", kind.items, "`", note,
+    ", then `nil` after the last page. A failed page raises in the middle of the loop; with "
+    .. "`raise = false` the loop gets `false, err` once and stops. A server that hands back the `",
+    kind.param, "` it was given fails the page with a `decode_error` (rather than being asked forever)")
+  w("- **Options**: the [per-call options](#per-call-options), for every page, except `callback` "
+    .. "(raises: call ", method_link(ep), " page by page for that)")
+  w("- **Retried**: each page, as the page call: ", retried_md(ep))
+  w("")
 end
 
 ---------------------------------------------------------------------------
@@ -624,6 +868,15 @@ function _M.api_markdown(endpoints)
     out[#out + 1] = concat({ ... })
   end
   local groups = group(endpoints)
+  local iterators = {}
+  for _, g in ipairs(groups) do
+    local n = 0
+    for _, ep in ipairs(g.eps) do
+      n = n + (ep.each and 1 or 0)
+    end
+    iterators[g] = n
+    iterators.total = (iterators.total or 0) + n
+  end
 
   w("# lua-onecli API reference")
   w("")
@@ -631,16 +884,21 @@ function _M.api_markdown(endpoints)
   w("     Regenerate with `lua5.4 docs/generate.lua` from the repository root. -->")
   w("")
   w(fmt("Every method of this reference but the [hand-written helpers](#hand-written-helpers) is "
-        .. "generated from one line of `lua/onecli/endpoints.lua`: %d methods in %d groups. "
+        .. "generated from one line of `lua/onecli/endpoints.lua`: %d methods, and %d iterators over "
+        .. "paginated lists, in %d groups. "
         .. "Configuration, errors and retries are described in the [README](../README.md).",
-        #endpoints, #groups))
+        #endpoints, iterators.total or 0, #groups))
   w("")
   w("## Reading this reference")
   w("")
   w("- **Call**: path parameters come first, in the order of the route, and are URL-escaped "
-    .. "(integers are accepted); then the body (a table) or the query (a table); then the "
+    .. "(integers are accepted); then the body (a table; for an upload, a string of bytes, which "
+    .. "the query may follow) or the query (a table); then the "
     .. "[per-call options](#per-call-options). Arguments in brackets are optional; pass `nil` "
     .. "for a skipped one to reach the options (`client.connections:list(nil, { timeout = 5 })`). "
+    .. "Where the query would be the last argument, a table whose keys are all option names is "
+    .. "taken as the options: `client.agents:list{ project_id = \"…\" }` (no query parameter has "
+    .. "an option's name). "
     .. "Where a one-field body has a shorthand, the value alone stands for the table: "
     .. "`client.agents:rename(id, \"New name\")` sends `{\"name\":\"New name\"}`.")
   w("- **HTTP**: the route relative to the server, for the default base `…/v1` (a base such "
@@ -652,9 +910,14 @@ function _M.api_markdown(endpoints)
     .. "table (`v1` = v1.29–v1.45; `—` = no restriction recorded). Older or newer servers "
     .. "answer 404 `invalid_request_error` (unknown route) or 410 (route retired).")
   w("- **Returns**: the decoded JSON answer as plain Lua tables (shapes under "
-    .. "[Object shapes](#object-shapes)); `true` for a 204; a string for text and redirect "
-    .. "answers. Failures raise an error object (`err.status`, `err.type`, `err.message`, …), "
+    .. "[Object shapes](#object-shapes)); `true` for a 204; a string for text, binary and "
+    .. "redirect answers; a list of [events](#sseevent) for an event stream. Failures raise an "
+    .. "error object (`err.status`, `err.type`, `err.message`, …), "
     .. "or return `nil, err` with `raise = false`.")
+  w("- **Iterators**: a paginated list (pages of `{ data =, nextCursor = }` or `{ events =, "
+    .. "nextSince =, hasMore = }`) also gives its namespace an iterator, documented right after "
+    .. "its page call: `for member in client.org.members:each{ q = \"ann\" } do … end` asks for "
+    .. "page after page and yields each item.")
   w("- **Retried**: whether a failed call is repeated automatically (up to `max_retries`, "
     .. "with backoff) on retryable errors: 408, 429, 5xx, connection and timeout errors.")
   w("")
@@ -662,7 +925,7 @@ function _M.api_markdown(endpoints)
   w("")
   for _, g in ipairs(groups) do
     local h = ns_heading(g.ns)
-    w(fmt("- [%s](#%s) — %s (%d)", h, slug(h), NAMESPACE_TITLES[g.ns] or h, #g.eps))
+    w(fmt("- [%s](#%s) — %s (%d)", h, slug(h), NAMESPACE_TITLES[g.ns] or h, #g.eps + iterators[g]))
   end
   w("- [Hand-written helpers](#hand-written-helpers)")
   w("- [Per-call options](#per-call-options)")
@@ -688,6 +951,12 @@ function _M.api_markdown(endpoints)
       local mh = method_heading(ep)
       w(fmt("| [`%s`](#%s) | `%s` | %s | %s |", mh:match("(:[%w_]+)$"), slug(mh),
             md_cell(route(ep)), md_cell(ep.since or "—"), md_cell(ep.doc or "")))
+      local it = iterator_of(ep)
+      if it then
+        local ih = method_heading(it)
+        w(fmt("| [`%s`](#%s) | `%s` | %s | %s |", ih:match("(:[%w_]+)$"), slug(ih),
+              md_cell(route(ep)), md_cell(ep.since or "—"), md_cell(iterator_doc(ep))))
+      end
     end
     w("")
     for _, ep in ipairs(g.eps) do
@@ -709,7 +978,10 @@ function _M.api_markdown(endpoints)
       w("- **HTTP**: `", route(ep), "`")
       w("- **Scope**: ", scope_md(ep))
       w("- **Servers**: ", ep.since or "—")
-      if ep.body then
+      if ep.body == "binary" then
+        w("- **Body**: required string of bytes (the file itself, not JSON), sent as "
+          .. "`application/octet-stream` (the `headers` option may set another `Content-Type`)")
+      elseif ep.body then
         local b = ep.body == "required" and "required table" or "optional table"
         if ep.shorthand then
           b = b .. fmt(", or the value of `%s` alone", ep.shorthand)
@@ -724,11 +996,7 @@ function _M.api_markdown(endpoints)
         w("- **Body**: ", b)
       end
       if ep.query_names then
-        local names = {}
-        for _, q in ipairs(ep.query_names) do
-          names[#names + 1] = q .. " ="
-        end
-        w("- **Query**: `{ ", concat(names, ", "), " }` (other keys raise)")
+        w("- **Query**: ", query_md(ep))
       end
       w("- **Returns**: ", returns_md(ep))
       w("- **Retried**: ", retried_md(ep))
@@ -744,6 +1012,9 @@ function _M.api_markdown(endpoints)
           .. "organization key, which is not rotated)")
       end
       w("")
+      if ep.each then
+        iterator_md(w, ep)
+      end
     end
   end
 
@@ -874,10 +1145,14 @@ local function method_stub(w, ep)
     w("---@param ", p, " string")
     args[#args + 1] = p
   end
-  if ep.body then
+  if ep.body == "binary" then
+    w("---@param bytes string the bytes to upload (sent as application/octet-stream)")
+    args[#args + 1] = "bytes"
+  elseif ep.body then
     w("---@param body", ep.body == "required" and "" or "?", " ", body_type(ep))
     args[#args + 1] = "body"
-  elseif ep.query_names then
+  end
+  if ep.query_names and (not ep.body or ep.body == "binary") then
     w("---@param query? ", query_type(ep))
     args[#args + 1] = "query"
   end
@@ -891,6 +1166,36 @@ local function method_stub(w, ep)
     w("function ", ident(ns), ":", method, "(", concat(args, ", "), ") end")
   end
   w("")
+  if ep.each then
+    local it = iterator_of(ep)
+    desc = { iterator_doc(ep) .. ".", "",
+      iterator_text(ep, "`" .. method_heading(ep) .. "`"),
+      "A failed page raises; with `raise = false` the loop gets `false, err` once and stops. "
+        .. "No `callback` option.",
+      "",
+      "`" .. route(ep) .. "` once per page · scope: " .. ep.scope
+        .. (ep.since and (" · servers: " .. ep.since) or "")
+        .. (ep.idempotent and " · each page retried automatically" or ""),
+      "",
+      "Iterator of endpoint `" .. ep.name .. "`." }
+    lua_comment_lines(w, concat(desc, "\n"))
+    args = {}
+    for _, p in ipairs(ep.params) do
+      w("---@param ", p, " string")
+      args[#args + 1] = p
+    end
+    if ep.query_names then
+      w("---@param query? ", query_type(ep))
+      args[#args + 1] = "query"
+    end
+    w("---@param opts? onecli.CallOptions for every page (no callback)")
+    args[#args + 1] = "opts"
+    w("---@return fun(): ", item_type(ep), "|false|nil, onecli.Error? iterator yields each item; "
+      .. "false, err once on a failed page with raise = false")
+    local _, each = split_name(it.name)
+    w("function ", ident(ns), ":", each, "(", concat(args, ", "), ") end")
+    w("")
+  end
 end
 
 function _M.meta_lua(endpoints)
@@ -1007,7 +1312,7 @@ function _M.meta_lua(endpoints)
   w("---@class onecli.RequestOptions: onecli.CallOptions")
   w("---@field body? table|string a table is encoded as JSON, a string is sent as is")
   w("---@field query? table<string, string|number|boolean>")
-  w("---@field response? \"json\"|\"text\"|\"redirect\"")
+  w("---@field response? \"json\"|\"text\"|\"binary\"|\"events\"|\"redirect\"")
   w("")
   w("---A transport: `request(req)` returns `status, headers, body` or `nil, err`.")
   w("---@class onecli.Transport")
@@ -1024,11 +1329,11 @@ function _M.meta_lua(endpoints)
   w("---@field path string")
   w("---@field scope \"project\"|\"any\"|\"none\"")
   w("---@field params string[]")
-  w("---@field body? \"required\"|\"optional\"")
+  w("---@field body? \"required\"|\"optional\"|\"binary\"")
   w("---@field shorthand? string")
   w("---@field arrays? string[]")
   w("---@field query_names? string[]")
-  w("---@field response \"json\"|\"json_or_null\"|\"text\"|\"redirect\"")
+  w("---@field response \"json\"|\"json_or_null\"|\"text\"|\"binary\"|\"events\"|\"redirect\"")
   w("---@field nullable? boolean the JSON answer may be null (onecli.null)")
   w("---@field idempotent boolean")
   w("---@field base? \"gateway\"")
@@ -1036,6 +1341,8 @@ function _M.meta_lua(endpoints)
   w("---@field timeout? number")
   w("---@field since? string")
   w("---@field doc? string")
+  w("---@field paginate? \"cursor\"|\"transcript\" a paginated list")
+  w("---@field each? string the name of its iterator method")
   w("")
 
   -- the error object

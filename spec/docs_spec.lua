@@ -30,6 +30,31 @@ local function key_set(t)
   return keys
 end
 
+-- The text of one "### heading" section of docs/api.md.
+local function section(md, heading)
+  local start = assert(md:find("\n### " .. heading .. "\n", 1, true), "no section " .. heading)
+  local stop = md:find("\n##", start + 1, true) or #md
+  return md:sub(start, stop)
+end
+
+-- The LuaLS stub of one method in meta.lua: its comment block and line.
+local function stub_of(meta, fn)
+  local lines = {}
+  for l in meta:gmatch("([^\n]*)\n") do
+    lines[#lines + 1] = l
+  end
+  for i, l in ipairs(lines) do
+    if l:sub(1, #fn + 10) == "function " .. fn .. "(" then
+      local from = i
+      while from > 1 and lines[from - 1]:sub(1, 3) == "---" do
+        from = from - 1
+      end
+      return table.concat(lines, "\n", from, i)
+    end
+  end
+  error("meta.lua lacks " .. fn)
+end
+
 local function set_of(list)
   local s = {}
   for _, o in ipairs(list) do
@@ -83,6 +108,88 @@ describe("generated docs", function()
     assert.are.equal("client.org.secrets:update(secretId, body [, opts])",
                      gen.call_form(ep["org.secrets.update"]))
     assert.are.equal("GET {gateway}/v1/approvals/pending", gen.route(ep["approvals.pending"]))
+  end)
+
+  it("documents binary bodies and answers, event streams and their types", function()
+    local ep = client_mod.endpoint
+    assert.are.equal("client.agents:set_image(agentId, bytes [, opts])", gen.call_form(ep["agents.set_image"]))
+    assert.are.equal("client.conversations:upload_attachment(conversationId, bytes [, query [, opts]])",
+                     gen.call_form(ep["conversations.upload_attachment"]))
+    -- the call forms are what the methods accept
+    local path, body, query = client_mod.parse_args(ep["conversations.upload_attachment"], 4,
+      { "c1", "\0\1bytes", { name = "a.png" }, { timeout = 5 } })
+    assert.are.equal("/conversations/c1/attachments", path)
+    assert.are.equal("\0\1bytes", body)
+    assert.are.equal("name=a.png", query)
+    assert.has_error(function() client_mod.parse_args(ep["agents.set_image"], 2, { "a1", { x = 1 } }) end)
+
+    local upload = section(api_md, "client.conversations:upload_attachment")
+    assert.truthy(upload:find("- **Body**: required string of bytes", 1, true))
+    assert.truthy(upload:find("`application/octet-stream`", 1, true))
+    assert.truthy(upload:find("- **Query**: `{ name = }`", 1, true))
+    assert.truthy(section(api_md, "client.agents:set_image"):find("- **Body**: required string of bytes", 1, true))
+    assert.truthy(section(api_md, "client.conversations:get_attachment")
+      :find("- **Returns**: string: the response body's bytes", 1, true))
+    assert.truthy(section(api_md, "client.conversations:stream"):find("- **Returns**: `SseEvent[]`", 1, true))
+
+    local s = stub_of(meta, "onecli_conversations:upload_attachment")
+    assert.truthy(s:find("\n---@param bytes string ", 1, true))
+    assert.truthy(s:find("\n---@param query? { name?: ", 1, true))
+    assert.truthy(s:find("upload_attachment(conversationId, bytes, query, opts)", 1, true))
+    assert.truthy(stub_of(meta, "onecli_agents:set_image"):find("set_image(agentId, bytes, opts)", 1, true))
+    assert.truthy(stub_of(meta, "onecli_conversations:get_attachment"):find("\n---@return string result", 1, true))
+    assert.truthy(stub_of(meta, "onecli_conversations:stream")
+      :find("\n---@return onecli.SseEvent[] result", 1, true))
+    assert(meta:find("\n---@class onecli.SseEvent\n", 1, true), "no class onecli.SseEvent")
+    -- a lone table of options where the query goes: said once, in the reading guide
+    assert.truthy(api_md:find("a table whose keys are all option names is taken as the options", 1, true))
+  end)
+
+  it("documents the iterator of every paginated list, after its page call", function()
+    local ep = client_mod.endpoint
+    assert.are.equal("client.org.members:each([query [, opts]])", gen.iterator_form(ep["org.members.list"]))
+    assert.are.equal("client.org.groups:each_member(groupId [, query [, opts]])",
+                     gen.iterator_form(ep["org.groups.members"]))
+    assert.are.equal("client.conversations:each_event(conversationId [, query [, opts]])",
+                     gen.iterator_form(ep["conversations.events"]))
+    local client = onecli.new({ url = "http://127.0.0.1:9", api_key = "oc_docs_spec" })
+    local n = 0
+    for _, e in ipairs(onecli.endpoints) do
+      if e.each then
+        n = n + 1
+        local ns = gen.split_name(e.name)
+        local obj = client
+        for part in ns:gmatch("[%w_]+") do
+          obj = obj[part]
+        end
+        assert(type(obj[e.each]) == "function", "client." .. ns .. ":" .. e.each .. " does not exist")
+        local page_h = "client." .. ns .. ":" .. select(2, gen.split_name(e.name))
+        local h = "client." .. ns .. ":" .. e.each
+        -- its own entry, right after the page call's
+        local page_at = assert(api_md:find("\n### " .. page_h .. "\n", 1, true))
+        local at = api_md:find("\n### " .. h .. "\n", 1, true)
+        assert(at, "api.md lacks " .. h)
+        assert.are.equal(at, api_md:find("\n### ", page_at + 1, true), h .. " does not follow " .. page_h)
+        local text = section(api_md, h)
+        assert(text:find("\n" .. gen.iterator_form(e) .. "\n", 1, true), "no call form for " .. h)
+        for _, says in ipairs({ "raise = false", "`false, err` once", "`callback`", "`limit` is the page size",
+                                e.paginate == "cursor" and "`nextCursor`" or "`nextSince`" }) do
+          assert(text:find(says, 1, true), h .. " does not mention " .. says)
+        end
+        -- the namespace's table lists it; the page call's Returns names the page and links it
+        assert(api_md:find("| [`:" .. e.each .. "`](#" .. gen.slug(h) .. ") |", 1, true), "no row for " .. h)
+        local page = section(api_md, page_h)
+        assert(page:find("](#" .. gen.slug(h) .. ")", 1, true), page_h .. " does not link " .. h)
+        assert(page:find(e.paginate == "cursor" and "nextCursor: string|null" or "nextSince: integer", 1, true))
+        -- meta.lua: a method returning an iterator function
+        local s = stub_of(meta, "onecli_" .. ns:gsub("%.", "_") .. ":" .. e.each)
+        assert(s:find("Iterator of endpoint `" .. e.name .. "`", 1, true))
+        assert(s:find("\n%-%-%-@return fun%(%): [%w_.]+|false|nil, onecli%.Error%? "), "no iterator type for " .. h)
+      end
+    end
+    assert.is_true(n >= 5)
+    assert.truthy(stub_of(meta, "onecli_org_members:each"):find("fun(): onecli.Member|false|nil", 1, true))
+    client:close()
   end)
 
   it("meta.lua compiles, and loading it changes nothing", function()
@@ -147,7 +254,7 @@ describe("generated docs", function()
       max_retries = 1, deadline = 9,
       headers = { ["X-Test"] = "1" }, raise = false, callback = function() end,
     }
-    local ep = client_mod.endpoint["agents.list"]
+    local ep = client_mod.endpoint["secrets.list"]
     for _, o in ipairs(gen.CALL_OPTIONS) do
       local v = samples[o[1]]
       assert(v ~= nil, "no sample for " .. o[1])
@@ -165,7 +272,7 @@ describe("generated docs", function()
     for name, shape in pairs(gen.RETURNS) do
       assert(client_mod.endpoint[name], "RETURNS names no endpoint: " .. name)
       for n in shape:gmatch("onecli%.([%w_]+)") do
-        assert(known[n], "unknown shape " .. n .. " for " .. name)
+        assert(known[n] or n == "null", "unknown shape " .. n .. " for " .. name)
       end
     end
     for _, obj in ipairs(gen.OBJECTS) do

@@ -14,7 +14,8 @@
 --   shorthand      body field a non-table argument stands for:
 --                  agents:rename(id, "New name") == {name = "New name"}
 --   arrays         body fields that must encode as JSON arrays even when
---                  empty (`{}` would be sent as an object otherwise)
+--                  empty (`{}` would be sent as an object otherwise);
+--                  "list[].field" names a field of each item of list
 --   query          names of the query parameters the call accepts
 --   response       "json" (default) | "text" (returns the body string: markdown,
 --                  PEM) | "redirect" (returns the Location URL, not followed)
@@ -31,24 +32,53 @@
 --   since          server versions that serve it (for the API reference)
 --   doc            one line for the API reference
 --
+--   paginate       "cursor" ({data=, nextCursor=}; limit, cursor, q) |
+--                  "transcript" ({events=, nextSince=, hasMore=}; since,
+--                  limit): the namespace also gets the iterator named by
+--   each           e.g. "each": for m in client.org.members:each{q="ann"} do
+--
+-- body may also be "binary" (the argument is a string of bytes, sent as
+-- application/octet-stream; a query table may follow it), and response
+-- "binary" (returns the bytes) or "events" (a text/event-stream answer,
+-- parsed into a list of {id=, event=, data=}).
+--
 -- Names may nest: "org.secrets.list" is client.org.secrets:list(). Adding
--- an endpoint is adding one line here. Not wrapped on purpose: the
--- internal routes (/auth/session, /internal/*, /apps/{p}/callback) and
--- v1.42-1.43's transitional project-scope /policy/* (410 since v1.44);
--- client:request() still reaches any of them. The partner API is wrapped
--- for the cloud servers that had it, though the partner layer was removed
--- in Aug 2026 (v2 answers 404).
+-- an endpoint is adding one line here; spec/standin/routes.lua lists the
+-- same routes (a spec compares them). client:request() still reaches any
+-- route not wrapped. Not wrapped on purpose (reference §14 gives each
+-- reason):
+--   - dashboard and browser flows: /auth/session, /auth/cli/* (the CLI's
+--     browser login handshake), /auth/sso/lookup (login page),
+--     /invitations/accept and /provisions/claim (redeemed by the invitee in
+--     a browser), /favicon, /webhooks/unsubscribe (email links);
+--   - /agent-images/{agentId}/{imageKey}: the public avatar URL that
+--     agents:set_image returns as imageUrl (Slack fetches it);
+--   - legacy aliases kept for deployed CLIs: /org/apps/connections* (same
+--     as org.connections) and the /org/app-config/* forwards;
+--   - scripts: /migrate/import (the receiving end of migrate_export: a
+--     server posts there), /migrate/nanoclaw and /install/cli (shell
+--     scripts for curl | sh), /onboarding/install-complete;
+--   - machine-only surfaces with their own credentials: /runner/*,
+--     /channel-adapter/*, /internal/* (gateway), /channels/slack/* (Slack's
+--     callbacks), and the cloud-only /billing/*, /webhooks/{resend,
+--     inbound,stripe}, /reviewer/*; /apps/{p}/callback (OAuth landing);
+--   - v1.42-1.43's transitional project-scope /policy/* (410 since v1.44).
+-- The partner API is wrapped for the cloud servers that had it, though the
+-- partner layer was removed in Aug 2026 (v2 answers 404).
 
 local P, ANY, NONE = "project", "any", "none"
 local PARTNER = "v1 cloud (partner API, removed Aug 2026)"
+local EE = "v2 (Enterprise licence)"
 
 return {
   { "health", "GET", "/health", NONE,
     doc = "Server health and version" },
+  { "instance", "GET", "/instance", NONE, since = "v2",
+    doc = "Edition, Enterprise licence and hosted-agent availability: {edition=, entitled=, version=, runners=}" },
 
   -- agents
-  { "agents.list", "GET", "/agents", P,
-    doc = "List agents (v1: default agent first)" },
+  { "agents.list", "GET", "/agents", P, query = { "include" },
+    doc = "List agents (v1: default agent first; v2: {include=\"grants-summary\"} adds grantsSummary)" },
   { "agents.get", "GET", "/agents/{agentId}", P, since = "v1.45, v2",
     doc = "Get one agent" },
   { "agents.create", "POST", "/agents", P, body = "required",
@@ -92,6 +122,96 @@ return {
   { "agents.revoke_connection", "DELETE", "/agents/{agentId}/grants/connections/{connectionId}", P,
     since = "v1.44, v2",
     doc = "Take a connection away from an agent" },
+  { "agents.effective_credentials", "GET", "/agents/{agentId}/effective-credentials", P, since = "v1.43, v2",
+    doc = "What the published policy lets an agent use: secrets and connections, with status and provenance" },
+  { "agents.set_image", "PUT", "/agents/{agentId}/image", P, body = "binary", since = "v2",
+    doc = "Upload an agent's avatar: PNG, JPEG, WebP or GIF bytes, at most 1 MiB; returns {imageUrl=}" },
+  { "agents.delete_image", "DELETE", "/agents/{agentId}/image", P, since = "v2",
+    doc = "Remove an agent's avatar" },
+  { "agents.models", "GET", "/agents/{agentId}/models", P, since = "v2",
+    doc = "Hosted agent: its provider's models and efforts, the defaults and the selection" },
+  { "agents.direct_conversation", "PUT", "/agents/{agentId}/conversations/direct", P, since = "v2",
+    doc = "Hosted agent: your own direct conversation with it (created on the first call)" },
+
+  -- hosted agents: channels, schedules, memory (reference §14.8; need kind = "hosted")
+  { "agents.channels.list", "GET", "/agents/{agentId}/channels", P, since = "v2",
+    doc = "A hosted agent's channel presences, posture and the organization's integrations" },
+  { "agents.channels.manifest", "GET", "/agents/{agentId}/channels/{provider}/manifest", P, since = "v2",
+    doc = "Setup material (app manifest, install URL) to put a hosted agent in a channel provider (slack)" },
+  { "agents.channels.create", "POST", "/agents/{agentId}/channels/{provider}", P, since = "v2",
+    doc = "Start attaching a hosted agent to a channel provider; returns {presenceId=, transport=, installUrl=, "
+          .. "settingsUrl=}" },
+  { "agents.channels.complete", "POST", "/agents/{agentId}/channels/{provider}/complete", P,
+    body = "required", since = "v2",
+    doc = "Finish the attachment with the app's tokens: {botToken=, appToken=?, signingSecret=?, appId=?}" },
+  { "agents.channels.delete", "DELETE", "/agents/{agentId}/channels/{provider}", P, body = "optional",
+    since = "v2",
+    doc = "Detach a hosted agent from a channel provider: {deleteRemote=?}" },
+  { "agents.crons.list", "GET", "/agents/{agentId}/crons", P, since = "v2",
+    doc = "A hosted agent's schedules: {crons={...}}" },
+  { "agents.crons.create", "POST", "/agents/{agentId}/crons", P, body = "required", since = "v2",
+    doc = "Schedule a prompt: {name=, prompt=, schedule= (cron expression), timezone= (IANA)}" },
+  { "agents.crons.update", "PATCH", "/agents/{agentId}/crons/{cronId}", P, body = "required", since = "v2",
+    doc = "Change a schedule: any of name, prompt, schedule, timezone, enabled" },
+  { "agents.crons.run", "POST", "/agents/{agentId}/crons/{cronId}/run", P, since = "v2",
+    doc = "Run a schedule now" },
+  { "agents.crons.delete", "DELETE", "/agents/{agentId}/crons/{cronId}", P, since = "v2",
+    doc = "Cancel a schedule" },
+  { "agents.memories.list", "GET", "/agents/{agentId}/memories", P, query = { "q" }, since = "v2",
+    doc = "A hosted agent's memories (index without bodies), or ranked search hits with {q=}" },
+  { "agents.memories.create", "POST", "/agents/{agentId}/memories", P, body = "required", since = "v2",
+    doc = "Write a memory: {key= (\"deploy-notes\" style), content=, title=?, description=?}" },
+  { "agents.memories.get", "GET", "/agents/{agentId}/memories/{memoryId}", P, since = "v2",
+    doc = "One memory with its latest revision" },
+  { "agents.memories.update", "PATCH", "/agents/{agentId}/memories/{memoryId}", P, body = "required",
+    since = "v2",
+    doc = "Change a memory: any of title, description (onecli.null clears), content" },
+  { "agents.memories.delete", "DELETE", "/agents/{agentId}/memories/{memoryId}", P, since = "v2",
+    doc = "Delete a memory" },
+  { "agents.memories.revisions", "GET", "/agents/{agentId}/memories/{memoryId}/revisions", P, since = "v2",
+    doc = "A memory's revisions: {revisions={...}}" },
+  { "agents.memories.get_revision", "GET", "/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}", P,
+    since = "v2",
+    doc = "One revision of a memory" },
+  { "agents.memories.restore_revision", "POST",
+    "/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}/restore", P, since = "v2",
+    doc = "Make an old revision the memory's content again" },
+  { "agents.memories.redact_revision", "POST",
+    "/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}/redact", P, since = "v2",
+    doc = "Erase an old revision's content for good" },
+
+  -- conversations with hosted agents (reference §14.8)
+  { "conversations.list", "GET", "/conversations", P, query = { "agentId" }, since = "v2",
+    doc = "Conversations, newest first: {conversations={...}} ({agentId=?})" },
+  { "conversations.create", "POST", "/conversations", P, body = "required", since = "v2",
+    doc = "Start a conversation: {agentId=, source=?, externalRef=?, title=?}" },
+  { "conversations.get", "GET", "/conversations/{conversationId}", P, since = "v2",
+    doc = "One conversation" },
+  { "conversations.events", "GET", "/conversations/{conversationId}/events", P,
+    query = { "since", "limit" }, paginate = "transcript", each = "each_event", since = "v2",
+    doc = "One transcript page: {events={...}, nextSince=, hasMore=} ({since=?, limit=? 1-500})" },
+  { "conversations.stream", "GET", "/conversations/{conversationId}/stream", P, query = { "since" },
+    response = "events", since = "v2",
+    doc = "The transcript as server-sent events, read until the server ends the stream (within the call's "
+          .. "timeout): a list of {id=, event=, data=}; to follow a live conversation, poll each_event" },
+  { "conversations.upload_attachment", "POST", "/conversations/{conversationId}/attachments", P,
+    body = "binary", query = { "name" }, since = "v2",
+    doc = "Upload a file (at most 10 MiB) to bind to the next message: (id, bytes, {name=})" },
+  { "conversations.get_attachment", "GET", "/conversations/{conversationId}/attachments/{attachmentId}", P,
+    response = "binary", since = "v2",
+    doc = "An attachment's bytes" },
+  { "conversations.turns", "GET", "/conversations/{conversationId}/turns", P, since = "v2",
+    doc = "A conversation's turns: {turns={...}}" },
+  { "conversations.create_turn", "POST", "/conversations/{conversationId}/turns", P, body = "required",
+    shorthand = "message", arrays = { "attachmentIds" }, since = "v2",
+    doc = "Start a turn: {message=, attachmentIds=?} (409 while one is in progress)" },
+  { "conversations.send_message", "POST", "/conversations/{conversationId}/messages", P, body = "required",
+    shorthand = "message", arrays = { "attachmentIds" }, since = "v2",
+    doc = "Send a message: a new turn, or a follow-up that steers the turn in flight" },
+  { "turns.abort", "POST", "/turns/{turnId}/abort", P, since = "v2",
+    doc = "Stop a turn in flight: {aborted=, delivered=}" },
+  { "runners", "GET", "/runners", ANY, since = "v2",
+    doc = "The deployment's runners (the compute of hosted agents)" },
 
   -- secrets
   { "secrets.list", "GET", "/secrets", P,
@@ -195,6 +315,24 @@ return {
   { "connections.revoke_agent", "DELETE", "/connections/{connectionId}/grants/agents/{agentId}", P,
     since = "v1.44, v2",
     doc = "Take a connection away from an agent" },
+  { "connections.effective_agents", "GET", "/connections/{connectionId}/effective-agents", P,
+    since = "v1.43, v2",
+    doc = "Which agents the published policy lets use a connection, and how" },
+
+  -- policy reflections and skills (reference §14.5, §14.7)
+  { "policy.effective_app_permissions", "GET", "/policy/effective-app-permissions", P,
+    query = { "provider", "agentId", "connectionId" }, since = "v1.43, v2",
+    doc = "What the published policy allows on an app's tools: {provider=, agentId=?, connectionId=?}" },
+  { "skills.list", "GET", "/skills", P, since = "v2",
+    doc = "Skills of the workspace, its agents and the organization: {skills={...}}" },
+  { "skills.create", "POST", "/skills", P, body = "required", arrays = { "files" }, since = "v2",
+    doc = "Create a skill: {name=, description=, content=, enabled=?, agentId=?, files=?}" },
+  { "skills.get", "GET", "/skills/{skillId}", P, since = "v2",
+    doc = "One skill, with its files" },
+  { "skills.update", "PATCH", "/skills/{skillId}", P, body = "required", arrays = { "files" }, since = "v2",
+    doc = "Change a skill: any of description, content, enabled, files (replaces the set)" },
+  { "skills.delete", "DELETE", "/skills/{skillId}", P, since = "v2",
+    doc = "Delete a skill" },
 
   -- user and API key
   { "user.get", "GET", "/user", ANY,
@@ -245,6 +383,11 @@ return {
   { "workspaces.delete", "DELETE", "/workspaces/{workspaceId}", ANY, fallback = "/projects/{workspaceId}",
     since = "v1 cloud (/projects), v2",
     doc = "Delete a workspace (not the organization's only one)" },
+  { "workspaces.get_access", "GET", "/workspaces/{workspaceId}/access", ANY, since = EE,
+    doc = "Who may use a workspace: {users={...}, groups={...}}" },
+  { "workspaces.set_access", "PUT", "/workspaces/{workspaceId}/access", ANY, body = "required",
+    arrays = { "users", "groupIds" }, since = EE,
+    doc = "Replace who may use a workspace: {users={{userId=, role=}}, groupIds={...}}" },
 
   -- team
   { "team.provision", "POST", "/team/provisions", ANY, body = "optional",
@@ -274,6 +417,8 @@ return {
   { "org.connections.delete", "DELETE", "/org/connections/{connectionId}", ANY,
     since = "v1 cloud, v2",
     doc = "Delete an organization connection" },
+  { "org.connections.by_provider", "GET", "/org/connections/{provider}", ANY, since = "v2",
+    doc = "The organization's connections of one provider (a list; empty for an unknown provider)" },
   { "org.apps.authorize_url", "GET", "/org/apps/{provider}/authorize", ANY,
     response = "redirect", query = { "connectionId", "org" },
     since = "v1 cloud, v2",
@@ -349,8 +494,8 @@ return {
     doc = "Update a policy rule" },
   { "org.policy.delete_rule", "DELETE", "/org/policy/rules/{ruleId}", ANY, since = "v2",
     doc = "Delete a policy rule" },
-  { "org.policy.get_default", "GET", "/org/policy/default", ANY, since = "v2",
-    doc = "The default action when no rule matches: {action=}" },
+  { "org.policy.get_default", "GET", "/org/policy/default", ANY, query = { "status" }, since = "v2",
+    doc = "The default action when no rule matches: {action=} ({status=\"draft\"|\"published\"})" },
   { "org.policy.set_default", "PATCH", "/org/policy/default", ANY, body = "required", shorthand = "action",
     since = "v2",
     doc = "Set the default action: \"allow\" or \"block\"" },
@@ -358,6 +503,131 @@ return {
     doc = "Publish the draft policy" },
   { "org.policy.last_publish", "GET", "/org/policy/last-publish", ANY, since = "v2", nullable = true,
     doc = "When and by whom the policy was last published (onecli.null before the first publish)" },
+  { "org.policy.effective_app_permissions", "GET", "/org/policy/effective-app-permissions", ANY,
+    query = { "provider" }, since = "v2",
+    doc = "What the organization's rules and default allow on an app's tools: {provider=}" },
+
+  -- organization skills, invitations, channels (reference §14.7)
+  { "org.skills.list", "GET", "/org/skills", ANY, since = "v2",
+    doc = "Organization skills: {skills={...}}" },
+  { "org.skills.create", "POST", "/org/skills", ANY, body = "required", arrays = { "files" }, since = "v2",
+    doc = "Create an organization skill: {name=, description=, content=, enabled=?, files=?}" },
+  { "org.skills.get", "GET", "/org/skills/{skillId}", ANY, since = "v2",
+    doc = "One organization skill" },
+  { "org.skills.update", "PATCH", "/org/skills/{skillId}", ANY, body = "required", arrays = { "files" },
+    since = "v2",
+    doc = "Change an organization skill" },
+  { "org.skills.delete", "DELETE", "/org/skills/{skillId}", ANY, since = "v2",
+    doc = "Delete an organization skill" },
+  { "org.invitations.list", "GET", "/org/invitations", ANY, since = "v2",
+    doc = "Pending and expired invitations, newest first" },
+  { "org.invitations.create", "POST", "/org/invitations", ANY, body = "required", since = "v2",
+    doc = "Invite someone: {email=, role=\"admin\"|\"member\"}; the joinUrl is the credential" },
+  { "org.invitations.delete", "DELETE", "/org/invitations/{invitationId}", ANY, since = "v2",
+    doc = "Cancel an invitation" },
+  { "org.channels.list", "GET", "/org/channels", ANY, since = "v2",
+    doc = "Channel integrations, user links and the channel adapter's state" },
+  { "org.channels.set_credentials", "PUT", "/org/channels/{provider}/credentials", ANY, body = "required",
+    shorthand = "credential", since = "v2",
+    doc = "Connect a channel provider with its token (slack)" },
+  { "org.channels.delete", "DELETE", "/org/channels/{provider}", ANY, since = "v2",
+    doc = "Disconnect a channel provider" },
+  { "org.channels.link_user", "POST", "/org/channels/{provider}/user-links", ANY, body = "required",
+    since = "v2",
+    doc = "Link a channel account to a member: {externalUserId=, userId=}" },
+  { "org.channels.unlink_user", "DELETE", "/org/channels/{provider}/user-links/{linkId}", ANY, since = "v2",
+    doc = "Remove a user link" },
+
+  -- Enterprise directory and access (reference §14.9; licensed instances)
+  { "org.members.list", "GET", "/org/members", ANY, query = { "limit", "cursor", "q", "status" },
+    paginate = "cursor", each = "each", since = EE,
+    doc = "One page of members: {data={...}, nextCursor=} ({limit=?, cursor=?, q=?, status=?})" },
+  { "org.members.groups", "GET", "/org/members/{userId}/groups", ANY, query = { "limit", "cursor", "q" },
+    paginate = "cursor", each = "each_group", since = EE,
+    doc = "One page of a member's groups: {data={...}, nextCursor=}" },
+  { "org.members.create", "POST", "/org/members", ANY, body = "required", since = EE,
+    doc = "Add a member: {email=, name=?}" },
+  { "org.members.update", "PATCH", "/org/members/{userId}", ANY, body = "required", since = EE,
+    doc = "Suspend or reactivate a member ({status=}), or exempt them from SSO ({ssoExempt=}): one of the two" },
+  { "org.members.delete", "DELETE", "/org/members/{userId}", ANY, since = EE,
+    doc = "Remove a member" },
+  { "org.groups.list", "GET", "/org/groups", ANY, query = { "limit", "cursor", "q", "source" },
+    paginate = "cursor", each = "each", since = EE,
+    doc = "One page of user groups: {data={...}, nextCursor=} ({limit=?, cursor=?, q=?, source=?})" },
+  { "org.groups.create", "POST", "/org/groups", ANY, body = "required", shorthand = "name", since = EE,
+    doc = "Create a user group" },
+  { "org.groups.get", "GET", "/org/groups/{groupId}", ANY, since = EE,
+    doc = "One user group" },
+  { "org.groups.update", "PATCH", "/org/groups/{groupId}", ANY, body = "required", shorthand = "name",
+    since = EE,
+    doc = "Rename a user group" },
+  { "org.groups.delete", "DELETE", "/org/groups/{groupId}", ANY, since = EE,
+    doc = "Delete a user group" },
+  { "org.groups.members", "GET", "/org/groups/{groupId}/members", ANY, query = { "limit", "cursor", "q" },
+    paginate = "cursor", each = "each_member", since = EE,
+    doc = "One page of a group's members: {data={...}, nextCursor=}" },
+  { "org.groups.set_members", "PUT", "/org/groups/{groupId}/members", ANY, body = "required",
+    shorthand = "userIds", arrays = { "userIds" }, since = EE,
+    doc = "Replace a group's members" },
+  { "org.groups.add_member", "PUT", "/org/groups/{groupId}/members/{userId}", ANY, since = EE,
+    doc = "Add a member to a group" },
+  { "org.groups.remove_member", "DELETE", "/org/groups/{groupId}/members/{userId}", ANY, since = EE,
+    doc = "Remove a member from a group" },
+  { "org.role_mappings.list", "GET", "/org/role-mappings", ANY, since = EE,
+    doc = "Group-to-role mappings, in priority order" },
+  { "org.role_mappings.create", "POST", "/org/role-mappings", ANY, body = "required", since = EE,
+    doc = "Map a group to a role: {groupId=, role=\"admin\"|\"member\", priority=?}" },
+  { "org.role_mappings.reorder", "PUT", "/org/role-mappings/order", ANY, body = "required",
+    shorthand = "orderedIds", arrays = { "orderedIds" }, since = EE,
+    doc = "Set the order of the role mappings (every id, once)" },
+  { "org.role_mappings.preview", "POST", "/org/role-mappings/preview", ANY, body = "required", since = EE,
+    doc = "What a mapping would change: {groupId=, role=}" },
+  { "org.role_mappings.update", "PATCH", "/org/role-mappings/{mappingId}", ANY, body = "required",
+    since = EE,
+    doc = "Change a role mapping: {role=, priority=?}" },
+  { "org.role_mappings.delete", "DELETE", "/org/role-mappings/{mappingId}", ANY, since = EE,
+    doc = "Delete a role mapping" },
+  { "org.domains.list", "GET", "/org/domains", ANY, since = EE,
+    doc = "Claimed email domains" },
+  { "org.domains.create", "POST", "/org/domains", ANY, body = "required", shorthand = "domain", since = EE,
+    doc = "Claim a domain; publish its verificationToken as a DNS TXT record" },
+  { "org.domains.verify", "POST", "/org/domains/{domainId}/verify", ANY, since = EE,
+    doc = "Look the domain's TXT record up and mark it verified" },
+  { "org.domains.delete", "DELETE", "/org/domains/{domainId}", ANY, since = EE,
+    doc = "Release a domain" },
+  { "org.sso.connections.list", "GET", "/org/sso/connections", ANY, since = EE,
+    doc = "SSO connections" },
+  { "org.sso.connections.create", "POST", "/org/sso/connections", ANY, body = "required", since = EE,
+    doc = "Add an SSO connection: {type=\"saml\", displayName=, metadataUrl=|metadataXml=} or "
+          .. "{type=\"oidc\", displayName=, issuer=, clientId=, clientSecret=}" },
+  { "org.sso.connections.update", "PATCH", "/org/sso/connections/{connectionId}", ANY, body = "required",
+    since = EE,
+    doc = "Change an SSO connection: any of displayName, enabled, metadataUrl, metadataXml, issuer, clientId, "
+          .. "clientSecret" },
+  { "org.sso.connections.delete", "DELETE", "/org/sso/connections/{connectionId}", ANY, since = EE,
+    doc = "Delete an SSO connection" },
+  { "org.sso.connections.test", "POST", "/org/sso/connections/{connectionId}/test", ANY, since = EE,
+    doc = "Check that an SSO connection's identity provider answers" },
+  { "org.sso.enforcement.get", "GET", "/org/sso/enforcement", ANY, since = EE,
+    doc = "Whether SSO is required, and whether it can be" },
+  { "org.sso.enforcement.update", "PATCH", "/org/sso/enforcement", ANY, body = "required",
+    shorthand = "ssoRequired", since = EE,
+    doc = "Require single sign-on (true) or not (false)" },
+  { "org.scim.tokens.list", "GET", "/org/scim/tokens", ANY, since = EE,
+    doc = "SCIM tokens (without their secrets)" },
+  { "org.scim.tokens.create", "POST", "/org/scim/tokens", ANY, body = "required", shorthand = "label",
+    since = EE,
+    doc = "Create a SCIM token; the answer's token is shown once" },
+  { "org.scim.tokens.delete", "DELETE", "/org/scim/tokens/{tokenId}", ANY, since = EE,
+    doc = "Revoke a SCIM token" },
+  { "org.app_availability.get", "GET", "/org/app-availability", ANY, since = EE,
+    doc = "Which apps which people may use: {mode=, rules=}" },
+  { "org.app_availability.set", "PUT", "/org/app-availability", ANY, body = "required",
+    arrays = { "rules", "rules[].userIds", "rules[].groupIds", "rules[].providers" },
+    since = EE,
+    doc = "Replace the app availability: {mode=\"open\"|\"restricted\", rules={{userIds=, groupIds=, providers=}}}" },
+  { "apps.dropbox_folders", "GET", "/apps/dropbox/folders", P, query = { "connectionId", "path" }, since = EE,
+    doc = "Sub-folders of a Dropbox path, for resource-level access: {connectionId=, path=?}" },
 
   -- partner API (partner key oc_partner_...; OneCLI Cloud v1, removed in Aug 2026)
   { "org.partner.inherited_secrets", "GET", "/org/partner/inherited-secrets", ANY, since = PARTNER,

@@ -105,7 +105,7 @@ function onecli.json_decode(text) end
 ---@class onecli.RequestOptions: onecli.CallOptions
 ---@field body? table|string a table is encoded as JSON, a string is sent as is
 ---@field query? table<string, string|number|boolean>
----@field response? "json"|"text"|"redirect"
+---@field response? "json"|"text"|"binary"|"events"|"redirect"
 
 ---A transport: `request(req)` returns `status, headers, body` or `nil, err`.
 ---@class onecli.Transport
@@ -122,11 +122,11 @@ function onecli.json_decode(text) end
 ---@field path string
 ---@field scope "project"|"any"|"none"
 ---@field params string[]
----@field body? "required"|"optional"
+---@field body? "required"|"optional"|"binary"
 ---@field shorthand? string
 ---@field arrays? string[]
 ---@field query_names? string[]
----@field response "json"|"json_or_null"|"text"|"redirect"
+---@field response "json"|"json_or_null"|"text"|"binary"|"events"|"redirect"
 ---@field nullable? boolean the JSON answer may be null (onecli.null)
 ---@field idempotent boolean
 ---@field base? "gateway"
@@ -134,6 +134,8 @@ function onecli.json_decode(text) end
 ---@field timeout? number
 ---@field since? string
 ---@field doc? string
+---@field paginate? "cursor"|"transcript" a paginated list
+---@field each? string the name of its iterator method
 
 ---Every failure of the network or the server. `tostring(err)` is one line.
 ---@class onecli.Error
@@ -167,10 +169,14 @@ function onecli.json_decode(text) end
 ---@field raise boolean
 ---@field insecure boolean
 ---@field agents onecli.agents
+---@field conversations onecli.conversations
+---@field turns onecli.turns
 ---@field secrets onecli.secrets
 ---@field rules onecli.rules
 ---@field apps onecli.apps
 ---@field connections onecli.connections
+---@field policy onecli.policy
+---@field skills onecli.skills
 ---@field user onecli.user
 ---@field workspaces onecli.workspaces
 ---@field team onecli.team
@@ -227,6 +233,26 @@ function Client:gateway_origin(opts) end
 ---@return onecli.Health result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function Client:health(opts) end
+
+---Edition, Enterprise licence and hosted-agent availability: {edition=, entitled=, version=, runners=}.
+---
+---`GET /v1/instance` · scope: none · servers: v2 · retried automatically
+---
+---Endpoint `instance`.
+---@param opts? onecli.CallOptions
+---@return { edition: "onprem"|"cloud", entitled: boolean, version: string, runners: { registered: boolean, online: boolean } } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function Client:instance(opts) end
+
+---The deployment's runners (the compute of hosted agents).
+---
+---`GET /v1/runners` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `runners`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function Client:runners(opts) end
 
 ---Environment, CA certificate and credential stubs for running an agent in a container.
 ---
@@ -324,17 +350,21 @@ function Client:migrate_export(body, opts) end
 
 ---Agents, their tokens and what they may use.
 ---@class onecli.agents
+---@field channels onecli.agents.channels
+---@field crons onecli.agents.crons
+---@field memories onecli.agents.memories
 local onecli_agents = {}
 
----List agents (v1: default agent first).
+---List agents (v1: default agent first; v2: {include="grants-summary"} adds grantsSummary).
 ---
 ---`GET /v1/agents` · scope: project · retried automatically
 ---
 ---Endpoint `agents.list`.
+---@param query? { include?: string|number|boolean }
 ---@param opts? onecli.CallOptions
 ---@return onecli.Agent[] result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
-function onecli_agents:list(opts) end
+function onecli_agents:list(query, opts) end
 
 ---Get one agent.
 ---
@@ -563,6 +593,62 @@ function onecli_agents:grant_connection(agentId, connectionId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_agents:revoke_connection(agentId, connectionId, opts) end
 
+---What the published policy lets an agent use: secrets and connections, with status and provenance.
+---
+---`GET /v1/agents/{agentId}/effective-credentials` · scope: project · servers: v1.43, v2 · retried automatically
+---
+---Endpoint `agents.effective_credentials`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents:effective_credentials(agentId, opts) end
+
+---Upload an agent's avatar: PNG, JPEG, WebP or GIF bytes, at most 1 MiB; returns {imageUrl=}.
+---
+---`PUT /v1/agents/{agentId}/image` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.set_image`.
+---@param agentId string
+---@param bytes string the bytes to upload (sent as application/octet-stream)
+---@param opts? onecli.CallOptions
+---@return { imageUrl: string } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents:set_image(agentId, bytes, opts) end
+
+---Remove an agent's avatar.
+---
+---`DELETE /v1/agents/{agentId}/image` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.delete_image`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents:delete_image(agentId, opts) end
+
+---Hosted agent: its provider's models and efforts, the defaults and the selection.
+---
+---`GET /v1/agents/{agentId}/models` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.models`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents:models(agentId, opts) end
+
+---Hosted agent: your own direct conversation with it (created on the first call).
+---
+---`PUT /v1/agents/{agentId}/conversations/direct` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.direct_conversation`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents:direct_conversation(agentId, opts) end
+
 ---Creates the agent, or returns the existing one with this identifier (a 409
 ---is settled without a second error).
 ---@param spec { name: string, identifier: string, parentIdentifier?: string }
@@ -570,6 +656,405 @@ function onecli_agents:revoke_connection(agentId, connectionId, opts) end
 ---@return onecli.Agent agent
 ---@return boolean|onecli.Error created whether it was created (an error with `raise = false`)
 function onecli_agents:ensure(spec, opts) end
+
+---Hosted agents: their channel presences (v2).
+---@class onecli.agents.channels
+local onecli_agents_channels = {}
+
+---A hosted agent's channel presences, posture and the organization's integrations.
+---
+---`GET /v1/agents/{agentId}/channels` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.channels.list`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_channels:list(agentId, opts) end
+
+---Setup material (app manifest, install URL) to put a hosted agent in a channel provider (slack).
+---
+---`GET /v1/agents/{agentId}/channels/{provider}/manifest` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.channels.manifest`.
+---@param agentId string
+---@param provider string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_channels:manifest(agentId, provider, opts) end
+
+---Start attaching a hosted agent to a channel provider; returns {presenceId=, transport=, installUrl=, settingsUrl=}.
+---
+---`POST /v1/agents/{agentId}/channels/{provider}` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.channels.create`.
+---@param agentId string
+---@param provider string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_channels:create(agentId, provider, opts) end
+
+---Finish the attachment with the app's tokens: {botToken=, appToken=?, signingSecret=?, appId=?}.
+---
+---`POST /v1/agents/{agentId}/channels/{provider}/complete` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.channels.complete`.
+---@param agentId string
+---@param provider string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_channels:complete(agentId, provider, body, opts) end
+
+---Detach a hosted agent from a channel provider: {deleteRemote=?}.
+---
+---`DELETE /v1/agents/{agentId}/channels/{provider}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.channels.delete`.
+---@param agentId string
+---@param provider string
+---@param body? table
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_channels:delete(agentId, provider, body, opts) end
+
+---Hosted agents: schedules (v2).
+---@class onecli.agents.crons
+local onecli_agents_crons = {}
+
+---A hosted agent's schedules: {crons={...}}.
+---
+---`GET /v1/agents/{agentId}/crons` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.crons.list`.
+---@param agentId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_crons:list(agentId, opts) end
+
+---Schedule a prompt: {name=, prompt=, schedule= (cron expression), timezone= (IANA)}.
+---
+---`POST /v1/agents/{agentId}/crons` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.crons.create`.
+---@param agentId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_crons:create(agentId, body, opts) end
+
+---Change a schedule: any of name, prompt, schedule, timezone, enabled.
+---
+---`PATCH /v1/agents/{agentId}/crons/{cronId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.crons.update`.
+---@param agentId string
+---@param cronId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_crons:update(agentId, cronId, body, opts) end
+
+---Run a schedule now.
+---
+---`POST /v1/agents/{agentId}/crons/{cronId}/run` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.crons.run`.
+---@param agentId string
+---@param cronId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_crons:run(agentId, cronId, opts) end
+
+---Cancel a schedule.
+---
+---`DELETE /v1/agents/{agentId}/crons/{cronId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.crons.delete`.
+---@param agentId string
+---@param cronId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_crons:delete(agentId, cronId, opts) end
+
+---Hosted agents: memories and their revisions (v2).
+---@class onecli.agents.memories
+local onecli_agents_memories = {}
+
+---A hosted agent's memories (index without bodies), or ranked search hits with {q=}.
+---
+---`GET /v1/agents/{agentId}/memories` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.list`.
+---@param agentId string
+---@param query? { q?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:list(agentId, query, opts) end
+
+---Write a memory: {key= ("deploy-notes" style), content=, title=?, description=?}.
+---
+---`POST /v1/agents/{agentId}/memories` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.memories.create`.
+---@param agentId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:create(agentId, body, opts) end
+
+---One memory with its latest revision.
+---
+---`GET /v1/agents/{agentId}/memories/{memoryId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.get`.
+---@param agentId string
+---@param memoryId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:get(agentId, memoryId, opts) end
+
+---Change a memory: any of title, description (onecli.null clears), content.
+---
+---`PATCH /v1/agents/{agentId}/memories/{memoryId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.update`.
+---@param agentId string
+---@param memoryId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:update(agentId, memoryId, body, opts) end
+
+---Delete a memory.
+---
+---`DELETE /v1/agents/{agentId}/memories/{memoryId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.delete`.
+---@param agentId string
+---@param memoryId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:delete(agentId, memoryId, opts) end
+
+---A memory's revisions: {revisions={...}}.
+---
+---`GET /v1/agents/{agentId}/memories/{memoryId}/revisions` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.revisions`.
+---@param agentId string
+---@param memoryId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:revisions(agentId, memoryId, opts) end
+
+---One revision of a memory.
+---
+---`GET /v1/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `agents.memories.get_revision`.
+---@param agentId string
+---@param memoryId string
+---@param revisionId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:get_revision(agentId, memoryId, revisionId, opts) end
+
+---Make an old revision the memory's content again.
+---
+---`POST /v1/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}/restore` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.memories.restore_revision`.
+---@param agentId string
+---@param memoryId string
+---@param revisionId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:restore_revision(agentId, memoryId, revisionId, opts) end
+
+---Erase an old revision's content for good.
+---
+---`POST /v1/agents/{agentId}/memories/{memoryId}/revisions/{revisionId}/redact` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `agents.memories.redact_revision`.
+---@param agentId string
+---@param memoryId string
+---@param revisionId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_agents_memories:redact_revision(agentId, memoryId, revisionId, opts) end
+
+---Conversations with hosted agents: transcripts, attachments, turns (v2).
+---@class onecli.conversations
+local onecli_conversations = {}
+
+---Conversations, newest first: {conversations={...}} ({agentId=?}).
+---
+---`GET /v1/conversations` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.list`.
+---@param query? { agentId?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:list(query, opts) end
+
+---Start a conversation: {agentId=, source=?, externalRef=?, title=?}.
+---
+---`POST /v1/conversations` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `conversations.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:create(body, opts) end
+
+---One conversation.
+---
+---`GET /v1/conversations/{conversationId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.get`.
+---@param conversationId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:get(conversationId, opts) end
+
+---One transcript page: {events={...}, nextSince=, hasMore=} ({since=?, limit=? 1-500}).
+---
+---`GET /v1/conversations/{conversationId}/events` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.events`.
+---@param conversationId string
+---@param query? { since?: string|number|boolean, limit?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return { events: table[], nextSince: integer, hasMore: boolean } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:events(conversationId, query, opts) end
+
+---Iterator: every item of `events` of every page of `:events`.
+---
+---Every item of every page of `client.conversations:events`, one at a time: the iterator calls it page after page, yields each item of `events`, and follows `nextSince` (sent back as `since`) while `hasMore` is true. `limit` is the page size, sent with every page; a `since` in the query is where it starts.
+---A failed page raises; with `raise = false` the loop gets `false, err` once and stops. No `callback` option.
+---
+---`GET /v1/conversations/{conversationId}/events` once per page · scope: project · servers: v2 · each page retried automatically
+---
+---Iterator of endpoint `conversations.events`.
+---@param conversationId string
+---@param query? { since?: string|number|boolean, limit?: string|number|boolean }
+---@param opts? onecli.CallOptions for every page (no callback)
+---@return fun(): table|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
+function onecli_conversations:each_event(conversationId, query, opts) end
+
+---The transcript as server-sent events, read until the server ends the stream (within the call's timeout): a list of {id=, event=, data=}; to follow a live conversation, poll each_event.
+---
+---`GET /v1/conversations/{conversationId}/stream` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.stream`.
+---@param conversationId string
+---@param query? { since?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return onecli.SseEvent[] result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:stream(conversationId, query, opts) end
+
+---Upload a file (at most 10 MiB) to bind to the next message: (id, bytes, {name=}).
+---
+---`POST /v1/conversations/{conversationId}/attachments` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `conversations.upload_attachment`.
+---@param conversationId string
+---@param bytes string the bytes to upload (sent as application/octet-stream)
+---@param query? { name?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:upload_attachment(conversationId, bytes, query, opts) end
+
+---An attachment's bytes.
+---
+---`GET /v1/conversations/{conversationId}/attachments/{attachmentId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.get_attachment`.
+---@param conversationId string
+---@param attachmentId string
+---@param opts? onecli.CallOptions
+---@return string result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:get_attachment(conversationId, attachmentId, opts) end
+
+---A conversation's turns: {turns={...}}.
+---
+---`GET /v1/conversations/{conversationId}/turns` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `conversations.turns`.
+---@param conversationId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:turns(conversationId, opts) end
+
+---Start a turn: {message=, attachmentIds=?} (409 while one is in progress).
+---
+---`POST /v1/conversations/{conversationId}/turns` · scope: project · servers: v2 · not retried once sent
+---
+---Shorthand: the value of `message` alone stands for `{ message = value }`.
+---
+---Endpoint `conversations.create_turn`.
+---@param conversationId string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:create_turn(conversationId, body, opts) end
+
+---Send a message: a new turn, or a follow-up that steers the turn in flight.
+---
+---`POST /v1/conversations/{conversationId}/messages` · scope: project · servers: v2 · not retried once sent
+---
+---Shorthand: the value of `message` alone stands for `{ message = value }`.
+---
+---Endpoint `conversations.send_message`.
+---@param conversationId string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_conversations:send_message(conversationId, body, opts) end
+
+---Turns of a conversation (v2).
+---@class onecli.turns
+local onecli_turns = {}
+
+---Stop a turn in flight: {aborted=, delivered=}.
+---
+---`POST /v1/turns/{turnId}/abort` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `turns.abort`.
+---@param turnId string
+---@param opts? onecli.CallOptions
+---@return { aborted: boolean, delivered: boolean } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_turns:abort(turnId, opts) end
 
 ---Secrets (values go in, never come back).
 ---@class onecli.secrets
@@ -956,6 +1441,17 @@ function onecli_apps:rename_connection(connectionId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_apps:delete_connection(connectionId, opts) end
 
+---Sub-folders of a Dropbox path, for resource-level access: {connectionId=, path=?}.
+---
+---`GET /v1/apps/dropbox/folders` · scope: project · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `apps.dropbox_folders`.
+---@param query? { connectionId?: string|number|boolean, path?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_apps:dropbox_folders(query, opts) end
+
 ---App connections and their grants.
 ---@class onecli.connections
 local onecli_connections = {}
@@ -1058,6 +1554,91 @@ function onecli_connections:grant_agent(connectionId, agentId, body, opts) end
 ---@return true result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_connections:revoke_agent(connectionId, agentId, opts) end
+
+---Which agents the published policy lets use a connection, and how.
+---
+---`GET /v1/connections/{connectionId}/effective-agents` · scope: project · servers: v1.43, v2 · retried automatically
+---
+---Endpoint `connections.effective_agents`.
+---@param connectionId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_connections:effective_agents(connectionId, opts) end
+
+---What the published policy allows (v1.43+, v2).
+---@class onecli.policy
+local onecli_policy = {}
+
+---What the published policy allows on an app's tools: {provider=, agentId=?, connectionId=?}.
+---
+---`GET /v1/policy/effective-app-permissions` · scope: project · servers: v1.43, v2 · retried automatically
+---
+---Endpoint `policy.effective_app_permissions`.
+---@param query? { provider?: string|number|boolean, agentId?: string|number|boolean, connectionId?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_policy:effective_app_permissions(query, opts) end
+
+---Skills of the workspace and its hosted agents (v2).
+---@class onecli.skills
+local onecli_skills = {}
+
+---Skills of the workspace, its agents and the organization: {skills={...}}.
+---
+---`GET /v1/skills` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `skills.list`.
+---@param opts? onecli.CallOptions
+---@return { skills: onecli.Skill[] } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_skills:list(opts) end
+
+---Create a skill: {name=, description=, content=, enabled=?, agentId=?, files=?}.
+---
+---`POST /v1/skills` · scope: project · servers: v2 · not retried once sent
+---
+---Endpoint `skills.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_skills:create(body, opts) end
+
+---One skill, with its files.
+---
+---`GET /v1/skills/{skillId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `skills.get`.
+---@param skillId string
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_skills:get(skillId, opts) end
+
+---Change a skill: any of description, content, enabled, files (replaces the set).
+---
+---`PATCH /v1/skills/{skillId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `skills.update`.
+---@param skillId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_skills:update(skillId, body, opts) end
+
+---Delete a skill.
+---
+---`DELETE /v1/skills/{skillId}` · scope: project · servers: v2 · retried automatically
+---
+---Endpoint `skills.delete`.
+---@param skillId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_skills:delete(skillId, opts) end
 
 ---The calling user and their API key.
 ---@class onecli.user
@@ -1179,6 +1760,29 @@ function onecli_workspaces:update(workspaceId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_workspaces:delete(workspaceId, opts) end
 
+---Who may use a workspace: {users={...}, groups={...}}.
+---
+---`GET /v1/workspaces/{workspaceId}/access` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `workspaces.get_access`.
+---@param workspaceId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_workspaces:get_access(workspaceId, opts) end
+
+---Replace who may use a workspace: {users={{userId=, role=}}, groupIds={...}}.
+---
+---`PUT /v1/workspaces/{workspaceId}/access` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `workspaces.set_access`.
+---@param workspaceId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_workspaces:set_access(workspaceId, body, opts) end
+
 ---Team provisioning (cloud, EE).
 ---@class onecli.team
 local onecli_team = {}
@@ -1202,6 +1806,16 @@ function onecli_team:provision(body, opts) end
 ---@field rules onecli.org.rules
 ---@field settings onecli.org.settings
 ---@field policy onecli.org.policy
+---@field skills onecli.org.skills
+---@field invitations onecli.org.invitations
+---@field channels onecli.org.channels
+---@field members onecli.org.members
+---@field groups onecli.org.groups
+---@field role_mappings onecli.org.role_mappings
+---@field domains onecli.org.domains
+---@field sso onecli.org.sso
+---@field scim onecli.org.scim
+---@field app_availability onecli.org.app_availability
 ---@field partner onecli.org.partner
 local onecli_org = {}
 
@@ -1292,6 +1906,17 @@ function onecli_org_connections:rename(connectionId, body, opts) end
 ---@return true result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_org_connections:delete(connectionId, opts) end
+
+---The organization's connections of one provider (a list; empty for an unknown provider).
+---
+---`GET /v1/org/connections/{provider}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.connections.by_provider`.
+---@param provider string
+---@param opts? onecli.CallOptions
+---@return onecli.Connection[] result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_connections:by_provider(provider, opts) end
 
 ---Organization apps: connect, OAuth client config, blocklist (organization key, admin).
 ---@class onecli.org.apps
@@ -1622,15 +2247,16 @@ function onecli_org_policy:update_rule(ruleId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_org_policy:delete_rule(ruleId, opts) end
 
----The default action when no rule matches: {action=}.
+---The default action when no rule matches: {action=} ({status="draft"|"published"}).
 ---
 ---`GET /v1/org/policy/default` · scope: any · servers: v2 · retried automatically
 ---
 ---Endpoint `org.policy.get_default`.
+---@param query? { status?: string|number|boolean }
 ---@param opts? onecli.CallOptions
 ---@return table result
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
-function onecli_org_policy:get_default(opts) end
+function onecli_org_policy:get_default(query, opts) end
 
 ---Set the default action: "allow" or "block".
 ---
@@ -1666,7 +2292,686 @@ function onecli_org_policy:publish(body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_org_policy:last_publish(opts) end
 
----client.org.partner.
+---What the organization's rules and default allow on an app's tools: {provider=}.
+---
+---`GET /v1/org/policy/effective-app-permissions` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.policy.effective_app_permissions`.
+---@param query? { provider?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_policy:effective_app_permissions(query, opts) end
+
+---Organization skills (v2).
+---@class onecli.org.skills
+local onecli_org_skills = {}
+
+---Organization skills: {skills={...}}.
+---
+---`GET /v1/org/skills` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.skills.list`.
+---@param opts? onecli.CallOptions
+---@return { skills: onecli.Skill[] } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_skills:list(opts) end
+
+---Create an organization skill: {name=, description=, content=, enabled=?, files=?}.
+---
+---`POST /v1/org/skills` · scope: any · servers: v2 · not retried once sent
+---
+---Endpoint `org.skills.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_skills:create(body, opts) end
+
+---One organization skill.
+---
+---`GET /v1/org/skills/{skillId}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.skills.get`.
+---@param skillId string
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_skills:get(skillId, opts) end
+
+---Change an organization skill.
+---
+---`PATCH /v1/org/skills/{skillId}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.skills.update`.
+---@param skillId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return onecli.Skill result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_skills:update(skillId, body, opts) end
+
+---Delete an organization skill.
+---
+---`DELETE /v1/org/skills/{skillId}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.skills.delete`.
+---@param skillId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_skills:delete(skillId, opts) end
+
+---Invitations to the organization (v2).
+---@class onecli.org.invitations
+local onecli_org_invitations = {}
+
+---Pending and expired invitations, newest first.
+---
+---`GET /v1/org/invitations` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.invitations.list`.
+---@param opts? onecli.CallOptions
+---@return onecli.Invitation[] result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_invitations:list(opts) end
+
+---Invite someone: {email=, role="admin"|"member"}; the joinUrl is the credential.
+---
+---`POST /v1/org/invitations` · scope: any · servers: v2 · not retried once sent
+---
+---Endpoint `org.invitations.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return { id: string, joinUrl: string, emailed: boolean } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_invitations:create(body, opts) end
+
+---Cancel an invitation.
+---
+---`DELETE /v1/org/invitations/{invitationId}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.invitations.delete`.
+---@param invitationId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_invitations:delete(invitationId, opts) end
+
+---Organization channel integrations (v2).
+---@class onecli.org.channels
+local onecli_org_channels = {}
+
+---Channel integrations, user links and the channel adapter's state.
+---
+---`GET /v1/org/channels` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.channels.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_channels:list(opts) end
+
+---Connect a channel provider with its token (slack).
+---
+---`PUT /v1/org/channels/{provider}/credentials` · scope: any · servers: v2 · retried automatically
+---
+---Shorthand: the value of `credential` alone stands for `{ credential = value }`.
+---
+---Endpoint `org.channels.set_credentials`.
+---@param provider string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_channels:set_credentials(provider, body, opts) end
+
+---Disconnect a channel provider.
+---
+---`DELETE /v1/org/channels/{provider}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.channels.delete`.
+---@param provider string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_channels:delete(provider, opts) end
+
+---Link a channel account to a member: {externalUserId=, userId=}.
+---
+---`POST /v1/org/channels/{provider}/user-links` · scope: any · servers: v2 · not retried once sent
+---
+---Endpoint `org.channels.link_user`.
+---@param provider string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_channels:link_user(provider, body, opts) end
+
+---Remove a user link.
+---
+---`DELETE /v1/org/channels/{provider}/user-links/{linkId}` · scope: any · servers: v2 · retried automatically
+---
+---Endpoint `org.channels.unlink_user`.
+---@param provider string
+---@param linkId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_channels:unlink_user(provider, linkId, opts) end
+
+---Members directory (v2, Enterprise licence).
+---@class onecli.org.members
+local onecli_org_members = {}
+
+---One page of members: {data={...}, nextCursor=} ({limit=?, cursor=?, q=?, status=?}).
+---
+---`GET /v1/org/members` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.members.list`.
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean, status?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return { data: onecli.Member[], nextCursor: string|onecli.null } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_members:list(query, opts) end
+
+---Iterator: every item of `data` of every page of `:list`.
+---
+---Every item of every page of `client.org.members:list`, one at a time: the iterator calls it page after page, yields each item of `data`, and follows `nextCursor` (sent back as `cursor`) until it is null. `limit` is the page size, sent with every page; a `cursor` in the query is where it starts.
+---A failed page raises; with `raise = false` the loop gets `false, err` once and stops. No `callback` option.
+---
+---`GET /v1/org/members` once per page · scope: any · servers: v2 (Enterprise licence) · each page retried automatically
+---
+---Iterator of endpoint `org.members.list`.
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean, status?: string|number|boolean }
+---@param opts? onecli.CallOptions for every page (no callback)
+---@return fun(): onecli.Member|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
+function onecli_org_members:each(query, opts) end
+
+---One page of a member's groups: {data={...}, nextCursor=}.
+---
+---`GET /v1/org/members/{userId}/groups` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.members.groups`.
+---@param userId string
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return { data: onecli.Group[], nextCursor: string|onecli.null } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_members:groups(userId, query, opts) end
+
+---Iterator: every item of `data` of every page of `:groups`.
+---
+---Every item of every page of `client.org.members:groups`, one at a time: the iterator calls it page after page, yields each item of `data`, and follows `nextCursor` (sent back as `cursor`) until it is null. `limit` is the page size, sent with every page; a `cursor` in the query is where it starts.
+---A failed page raises; with `raise = false` the loop gets `false, err` once and stops. No `callback` option.
+---
+---`GET /v1/org/members/{userId}/groups` once per page · scope: any · servers: v2 (Enterprise licence) · each page retried automatically
+---
+---Iterator of endpoint `org.members.groups`.
+---@param userId string
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean }
+---@param opts? onecli.CallOptions for every page (no callback)
+---@return fun(): onecli.Group|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
+function onecli_org_members:each_group(userId, query, opts) end
+
+---Add a member: {email=, name=?}.
+---
+---`POST /v1/org/members` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.members.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return onecli.Member result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_members:create(body, opts) end
+
+---Suspend or reactivate a member ({status=}), or exempt them from SSO ({ssoExempt=}): one of the two.
+---
+---`PATCH /v1/org/members/{userId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.members.update`.
+---@param userId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_members:update(userId, body, opts) end
+
+---Remove a member.
+---
+---`DELETE /v1/org/members/{userId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.members.delete`.
+---@param userId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_members:delete(userId, opts) end
+
+---User groups (v2, Enterprise licence).
+---@class onecli.org.groups
+local onecli_org_groups = {}
+
+---One page of user groups: {data={...}, nextCursor=} ({limit=?, cursor=?, q=?, source=?}).
+---
+---`GET /v1/org/groups` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.list`.
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean, source?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return { data: onecli.Group[], nextCursor: string|onecli.null } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:list(query, opts) end
+
+---Iterator: every item of `data` of every page of `:list`.
+---
+---Every item of every page of `client.org.groups:list`, one at a time: the iterator calls it page after page, yields each item of `data`, and follows `nextCursor` (sent back as `cursor`) until it is null. `limit` is the page size, sent with every page; a `cursor` in the query is where it starts.
+---A failed page raises; with `raise = false` the loop gets `false, err` once and stops. No `callback` option.
+---
+---`GET /v1/org/groups` once per page · scope: any · servers: v2 (Enterprise licence) · each page retried automatically
+---
+---Iterator of endpoint `org.groups.list`.
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean, source?: string|number|boolean }
+---@param opts? onecli.CallOptions for every page (no callback)
+---@return fun(): onecli.Group|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
+function onecli_org_groups:each(query, opts) end
+
+---Create a user group.
+---
+---`POST /v1/org/groups` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Shorthand: the value of `name` alone stands for `{ name = value }`.
+---
+---Endpoint `org.groups.create`.
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return onecli.Group result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:create(body, opts) end
+
+---One user group.
+---
+---`GET /v1/org/groups/{groupId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.get`.
+---@param groupId string
+---@param opts? onecli.CallOptions
+---@return onecli.Group result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:get(groupId, opts) end
+
+---Rename a user group.
+---
+---`PATCH /v1/org/groups/{groupId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Shorthand: the value of `name` alone stands for `{ name = value }`.
+---
+---Endpoint `org.groups.update`.
+---@param groupId string
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return onecli.Group result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:update(groupId, body, opts) end
+
+---Delete a user group.
+---
+---`DELETE /v1/org/groups/{groupId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.delete`.
+---@param groupId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:delete(groupId, opts) end
+
+---One page of a group's members: {data={...}, nextCursor=}.
+---
+---`GET /v1/org/groups/{groupId}/members` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.members`.
+---@param groupId string
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean }
+---@param opts? onecli.CallOptions
+---@return { data: onecli.GroupMember[], nextCursor: string|onecli.null } result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:members(groupId, query, opts) end
+
+---Iterator: every item of `data` of every page of `:members`.
+---
+---Every item of every page of `client.org.groups:members`, one at a time: the iterator calls it page after page, yields each item of `data`, and follows `nextCursor` (sent back as `cursor`) until it is null. `limit` is the page size, sent with every page; a `cursor` in the query is where it starts.
+---A failed page raises; with `raise = false` the loop gets `false, err` once and stops. No `callback` option.
+---
+---`GET /v1/org/groups/{groupId}/members` once per page · scope: any · servers: v2 (Enterprise licence) · each page retried automatically
+---
+---Iterator of endpoint `org.groups.members`.
+---@param groupId string
+---@param query? { limit?: string|number|boolean, cursor?: string|number|boolean, q?: string|number|boolean }
+---@param opts? onecli.CallOptions for every page (no callback)
+---@return fun(): onecli.GroupMember|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
+function onecli_org_groups:each_member(groupId, query, opts) end
+
+---Replace a group's members.
+---
+---`PUT /v1/org/groups/{groupId}/members` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Shorthand: the value of `userIds` alone stands for `{ userIds = value }`.
+---
+---Endpoint `org.groups.set_members`.
+---@param groupId string
+---@param body table|string[]
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:set_members(groupId, body, opts) end
+
+---Add a member to a group.
+---
+---`PUT /v1/org/groups/{groupId}/members/{userId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.add_member`.
+---@param groupId string
+---@param userId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:add_member(groupId, userId, opts) end
+
+---Remove a member from a group.
+---
+---`DELETE /v1/org/groups/{groupId}/members/{userId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.groups.remove_member`.
+---@param groupId string
+---@param userId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_groups:remove_member(groupId, userId, opts) end
+
+---Group-to-role mappings (v2, Enterprise licence).
+---@class onecli.org.role_mappings
+local onecli_org_role_mappings = {}
+
+---Group-to-role mappings, in priority order.
+---
+---`GET /v1/org/role-mappings` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.role_mappings.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:list(opts) end
+
+---Map a group to a role: {groupId=, role="admin"|"member", priority=?}.
+---
+---`POST /v1/org/role-mappings` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.role_mappings.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:create(body, opts) end
+
+---Set the order of the role mappings (every id, once).
+---
+---`PUT /v1/org/role-mappings/order` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Shorthand: the value of `orderedIds` alone stands for `{ orderedIds = value }`.
+---
+---Endpoint `org.role_mappings.reorder`.
+---@param body table|string[]
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:reorder(body, opts) end
+
+---What a mapping would change: {groupId=, role=}.
+---
+---`POST /v1/org/role-mappings/preview` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.role_mappings.preview`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:preview(body, opts) end
+
+---Change a role mapping: {role=, priority=?}.
+---
+---`PATCH /v1/org/role-mappings/{mappingId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.role_mappings.update`.
+---@param mappingId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:update(mappingId, body, opts) end
+
+---Delete a role mapping.
+---
+---`DELETE /v1/org/role-mappings/{mappingId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.role_mappings.delete`.
+---@param mappingId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_role_mappings:delete(mappingId, opts) end
+
+---Claimed email domains (v2, Enterprise licence).
+---@class onecli.org.domains
+local onecli_org_domains = {}
+
+---Claimed email domains.
+---
+---`GET /v1/org/domains` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.domains.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_domains:list(opts) end
+
+---Claim a domain; publish its verificationToken as a DNS TXT record.
+---
+---`POST /v1/org/domains` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Shorthand: the value of `domain` alone stands for `{ domain = value }`.
+---
+---Endpoint `org.domains.create`.
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_domains:create(body, opts) end
+
+---Look the domain's TXT record up and mark it verified.
+---
+---`POST /v1/org/domains/{domainId}/verify` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.domains.verify`.
+---@param domainId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_domains:verify(domainId, opts) end
+
+---Release a domain.
+---
+---`DELETE /v1/org/domains/{domainId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.domains.delete`.
+---@param domainId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_domains:delete(domainId, opts) end
+
+---client.org.sso.
+---@class onecli.org.sso
+---@field connections onecli.org.sso.connections
+---@field enforcement onecli.org.sso.enforcement
+local onecli_org_sso = {}
+
+---Single sign-on connections (v2, Enterprise licence).
+---@class onecli.org.sso.connections
+local onecli_org_sso_connections = {}
+
+---SSO connections.
+---
+---`GET /v1/org/sso/connections` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.sso.connections.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_connections:list(opts) end
+
+---Add an SSO connection: {type="saml", displayName=, metadataUrl=|metadataXml=} or {type="oidc", displayName=, issuer=, clientId=, clientSecret=}.
+---
+---`POST /v1/org/sso/connections` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.sso.connections.create`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_connections:create(body, opts) end
+
+---Change an SSO connection: any of displayName, enabled, metadataUrl, metadataXml, issuer, clientId, clientSecret.
+---
+---`PATCH /v1/org/sso/connections/{connectionId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.sso.connections.update`.
+---@param connectionId string
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_connections:update(connectionId, body, opts) end
+
+---Delete an SSO connection.
+---
+---`DELETE /v1/org/sso/connections/{connectionId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.sso.connections.delete`.
+---@param connectionId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_connections:delete(connectionId, opts) end
+
+---Check that an SSO connection's identity provider answers.
+---
+---`POST /v1/org/sso/connections/{connectionId}/test` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Endpoint `org.sso.connections.test`.
+---@param connectionId string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_connections:test(connectionId, opts) end
+
+---Single sign-on enforcement (v2, Enterprise licence).
+---@class onecli.org.sso.enforcement
+local onecli_org_sso_enforcement = {}
+
+---Whether SSO is required, and whether it can be.
+---
+---`GET /v1/org/sso/enforcement` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.sso.enforcement.get`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_enforcement:get(opts) end
+
+---Require single sign-on (true) or not (false).
+---
+---`PATCH /v1/org/sso/enforcement` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Shorthand: the value of `ssoRequired` alone stands for `{ ssoRequired = value }`.
+---
+---Endpoint `org.sso.enforcement.update`.
+---@param body table|boolean
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_sso_enforcement:update(body, opts) end
+
+---client.org.scim.
+---@class onecli.org.scim
+---@field tokens onecli.org.scim.tokens
+local onecli_org_scim = {}
+
+---SCIM tokens (v2, Enterprise licence).
+---@class onecli.org.scim.tokens
+local onecli_org_scim_tokens = {}
+
+---SCIM tokens (without their secrets).
+---
+---`GET /v1/org/scim/tokens` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.scim.tokens.list`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_scim_tokens:list(opts) end
+
+---Create a SCIM token; the answer's token is shown once.
+---
+---`POST /v1/org/scim/tokens` · scope: any · servers: v2 (Enterprise licence) · not retried once sent
+---
+---Shorthand: the value of `label` alone stands for `{ label = value }`.
+---
+---Endpoint `org.scim.tokens.create`.
+---@param body table|string
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_scim_tokens:create(body, opts) end
+
+---Revoke a SCIM token.
+---
+---`DELETE /v1/org/scim/tokens/{tokenId}` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.scim.tokens.delete`.
+---@param tokenId string
+---@param opts? onecli.CallOptions
+---@return true result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_scim_tokens:delete(tokenId, opts) end
+
+---Which apps which people may use (v2, Enterprise licence).
+---@class onecli.org.app_availability
+local onecli_org_app_availability = {}
+
+---Which apps which people may use: {mode=, rules=}.
+---
+---`GET /v1/org/app-availability` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.app_availability.get`.
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_app_availability:get(opts) end
+
+---Replace the app availability: {mode="open"|"restricted", rules={{userIds=, groupIds=, providers=}}}.
+---
+---`PUT /v1/org/app-availability` · scope: any · servers: v2 (Enterprise licence) · retried automatically
+---
+---Endpoint `org.app_availability.set`.
+---@param body table
+---@param opts? onecli.CallOptions
+---@return table result
+---@return onecli.Error? err only with `raise = false` (then result is nil)
+function onecli_org_app_availability:set(body, opts) end
+
+---The organization's partner (v1 cloud partner API, removed Aug 2026).
 ---@class onecli.org.partner
 local onecli_org_partner = {}
 
@@ -1707,7 +3012,7 @@ function onecli_org_partner:detach(opts) end
 ---@field members onecli.partner.members
 local onecli_partner = {}
 
----client.partner.orgs.
+---Partner API: managed organizations (v1 cloud, removed Aug 2026).
 ---@class onecli.partner.orgs
 local onecli_partner_orgs = {}
 
@@ -1851,7 +3156,7 @@ function onecli_partner_orgs:set_budget(orgId, secretId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_partner_orgs:delete_budget(orgId, secretId, opts) end
 
----client.partner.secrets.
+---Partner API: partner secrets (v1 cloud, removed Aug 2026).
 ---@class onecli.partner.secrets
 local onecli_partner_secrets = {}
 
@@ -1899,7 +3204,7 @@ function onecli_partner_secrets:update(secretId, body, opts) end
 ---@return onecli.Error? err only with `raise = false` (then result is nil)
 function onecli_partner_secrets:delete(secretId, opts) end
 
----client.partner.members.
+---Partner API: members of the partner account (v1 cloud, removed Aug 2026).
 ---@class onecli.partner.members
 local onecli_partner_members = {}
 
@@ -2085,6 +3390,7 @@ function Batch:cancel() end
 ---@field recentRequestAt? string|onecli.null v2, agents:get
 ---@field workingInBackground? boolean v2
 ---@field llmKeys? string[] v2, agents:create: secret ids
+---@field grantsSummary? { mode: "grants"|"all", entries: table[], total: integer } v2, agents:list{ include = "grants-summary" } only
 
 ---A secret (list item). Values are never returned.
 ---@class onecli.Secret
@@ -2246,5 +3552,65 @@ function Batch:cancel() end
 ---@field status string ok
 ---@field version string
 ---@field timestamp string
+
+---One server-sent event of a text/event-stream answer (conversations:stream).
+---@class onecli.SseEvent
+---@field id? string the last id the stream sent (SSE keeps it across events); absent before the first
+---@field event string the event's name: message when the stream names none (the transcript stream sends transcript events)
+---@field data table|string JSON-decoded when it is a JSON object or array, else the text (several data lines joined with newlines)
+
+---A skill (v2): instructions materialized into hosted agents' sandboxes. List items carry fileCount instead of content and files.
+---@class onecli.Skill
+---@field id string
+---@field scope "workspace"|"agent"|"organization"
+---@field agentId string|onecli.null set on agent skills
+---@field workspaceId string|onecli.null null on organization skills
+---@field organizationId string|onecli.null set on organization skills
+---@field name string lower-case words and hyphens; cannot be changed
+---@field description string one line: how an agent decides to load it
+---@field content? string not in list items
+---@field enabled boolean
+---@field createdByEmail string
+---@field createdAt string
+---@field updatedAt string
+---@field files? { path: string, content: string }[] not in list items
+---@field fileCount? integer list items only
+
+---An invitation to the organization (org.invitations:list).
+---@class onecli.Invitation
+---@field id string
+---@field email string
+---@field role string admin or member
+---@field invitedByEmail string
+---@field expiresAt string
+---@field createdAt string
+---@field status "pending"|"expired"
+
+---A member of the organization (v2, Enterprise licence).
+---@class onecli.Member
+---@field userId string
+---@field email string
+---@field name string|onecli.null
+---@field role string
+---@field status "active"|"suspended"
+---@field ssoExempt? boolean not in the answer of org.members:create
+---@field joinedAt string
+
+---A user group (v2, Enterprise licence).
+---@class onecli.Group
+---@field id string
+---@field name string
+---@field source "manual"|"scim" scim groups are managed by the identity provider
+---@field externalId string|onecli.null
+---@field memberCount integer
+---@field createdAt string
+---@field updatedAt string
+
+---A member of a user group (org.groups:members).
+---@class onecli.GroupMember
+---@field userId string
+---@field email string
+---@field name string|onecli.null
+---@field addedAt string
 
 return onecli

@@ -13,6 +13,7 @@ local keys = require("onecli.keys")
 local nginx = require("onecli.nginx")
 local retry = require("onecli.retry")
 local endpoint_table = require("onecli.endpoints")
+local pagination = require("onecli.pagination")
 
 local error, type, pairs, ipairs, select, tostring, setmetatable, getmetatable, pcall, next,
       assert =
@@ -46,6 +47,7 @@ end
 -- of the endpoint's arrays.
 _M.SHORTHAND_TYPES = {
   enabled = "boolean",
+  ssoRequired = "boolean",
   mode = '"all"|"selective"',
   decision = '"approve"|"deny"',
   policyMode = '"allow"|"deny"',
@@ -74,9 +76,15 @@ local SCOPES = { project = true, any = true, none = true }
 local ENTRY_FIELDS = {
   body = true, shorthand = true, arrays = true, query = true, response = true,
   idempotent = true, after = true, doc = true, base = true, fallback = true,
-  timeout = true, since = true, nullable = true,
+  timeout = true, since = true, nullable = true, paginate = true, each = true,
 }
-local RESPONSES = { json = true, text = true, redirect = true }
+local RESPONSES = { json = true, text = true, redirect = true, binary = true, events = true }
+local BODIES = { required = true, optional = true, binary = true }
+-- what each kind of paginated list takes and answers (reference §14.2 rule 8)
+local PAGINATIONS = {
+  cursor = { query = "cursor" },        -- {data = {...}, nextCursor = str|null}
+  transcript = { query = "since" },     -- {events = {...}, nextSince = n, hasMore = bool}
+}
 
 local function compile(e)
   local name, method, template, scope = e[1], e[2], e[3], e[4]
@@ -87,7 +95,10 @@ local function compile(e)
   for k in pairs(e) do
     assert(type(k) == "number" or ENTRY_FIELDS[k], name .. ": unknown field " .. tostring(k))
   end
-  assert(e.body == nil or e.body == "required" or e.body == "optional", name .. ": bad body")
+  assert(e.body == nil or BODIES[e.body], name .. ": bad body")
+  assert(e.paginate == nil or PAGINATIONS[e.paginate], name .. ": bad paginate")
+  assert((e.paginate == nil) == (e.each == nil), name .. ": paginate and each go together")
+  assert(e.each == nil or e.each:match("^each[%w_]*$"), name .. ": bad iterator name")
   assert(e.response == nil or RESPONSES[e.response], name .. ": bad response")
   assert(e.base == nil or e.base == "gateway", name .. ": bad base")
   assert(e.fallback == nil or e.fallback:sub(1, 1) == "/", name .. ": bad fallback")
@@ -99,6 +110,7 @@ local function compile(e)
   if e.query then
     query = {}
     for _, q in ipairs(e.query) do
+      assert(CALL_OPTIONS[q] == nil, name .. ": query parameter " .. q .. " has an option's name")
       query[q] = true
     end
   end
@@ -120,7 +132,7 @@ local function compile(e)
     response = e.response or (e.nullable and "json_or_null" or "json"), nullable = e.nullable,
     idempotent = idempotent, after = e.after, doc = e.doc, base = e.base,
     fallback = e.fallback, timeout = e.timeout, since = e.since,
-    shorthand_is_array = shorthand_is_array,
+    shorthand_is_array = shorthand_is_array, paginate = e.paginate, each = e.each,
     shorthand_kind = e.shorthand and shorthand_kind(e.shorthand, shorthand_is_array),
   }
 end
@@ -128,6 +140,12 @@ end
 -- Builds the JSON body of a call. Returns the encoded string, or nil and
 -- a message for the caller's error.
 local function encode_body(ep, body)
+  if ep.body == "binary" then
+    if type(body) ~= "string" then
+      return nil, "the body must be a string of bytes, got " .. type(body)
+    end
+    return body
+  end
   if body == nil then
     if ep.body == "required" then
       return nil, "a body table is required"
@@ -154,10 +172,30 @@ local function encode_body(ep, body)
   if ep.arrays then
     local out
     for _, field in ipairs(ep.arrays) do
-      local v = body[field]
-      if type(v) == "table" and not core.is_array(v) then
-        out = out or copy(body)
-        out[field] = core.array(copy(v))
+      local list, sub = field:match("^([%w_]+)%[%]%.([%w_]+)$")    -- "rules[].userIds"
+      if list then
+        local items = (out or body)[list]
+        if type(items) == "table" then
+          local new_items
+          for i, item in ipairs(items) do
+            local v = type(item) == "table" and item[sub]
+            if type(v) == "table" and not core.is_array(v) then
+              new_items = new_items or core.array(copy(items))
+              new_items[i] = copy(item)
+              new_items[i][sub] = core.array(copy(v))
+            end
+          end
+          if new_items then
+            out = out or copy(body)
+            out[list] = new_items
+          end
+        end
+      else
+        local v = body[field]
+        if type(v) == "table" and not core.is_array(v) then
+          out = out or copy(body)
+          out[field] = core.array(copy(v))
+        end
       end
     end
     body = out or body
@@ -256,7 +294,7 @@ local function request(self, method, path, opts)
     error("onecli: request: " .. msg, 2)
   end
   if opts.response ~= nil and not RESPONSES[opts.response] then
-    error("onecli: request: response must be \"json\", \"text\" or \"redirect\"", 2)
+    error("onecli: request: response must be \"json\", \"text\", \"binary\", \"events\" or \"redirect\"", 2)
   end
   local ep = {
     scope = "project", response = opts.response or "json",
@@ -317,6 +355,22 @@ local NO_OPTIONS = setmetatable({}, {
 -- No arguments (a call like client.agents:list()).
 local NO_ARGS = NO_OPTIONS
 
+-- Is t, the last argument where the query may stand, the call's options
+-- instead? Only when every key is an option's and none a query
+-- parameter's: agents:list{ project_id = "..." } kept working when
+-- agents.list learned the include query (no query name is an option name).
+local function only_options(ep, t)
+  if type(t) ~= "table" or next(t) == nil then
+    return false
+  end
+  for k in pairs(t) do
+    if CALL_OPTIONS[k] == nil or ep.query[k] then
+      return false
+    end
+  end
+  return true
+end
+
 -- Parses the arguments of a generated method: returns the expanded path,
 -- body, query and options; raises (level 3: the caller's caller) on misuse.
 local function parse_args(ep, nargs, args)
@@ -341,7 +395,8 @@ local function parse_args(ep, nargs, args)
       error(fmt("onecli: %s: argument #%d (body): %s", ep.name, i, msg), 3)
     end
     i = i + 1
-  elseif ep.query then
+  end
+  if ep.query and (not ep.body or ep.body == "binary") and not (nargs == i and only_options(ep, args[i])) then
     query, msg = encode_query(ep, args[i])
     if msg then
       error(fmt("onecli: %s: argument #%d (query): %s", ep.name, i, msg), 3)
@@ -415,6 +470,20 @@ local function make_method(ep, namespaced)
   end
 end
 
+-- One page of a paginated list, for the iterators (onecli.pagination).
+local function perform_page(client, path, query, opts, ep)
+  local encoded, msg = encode_query(ep, query)
+  if msg then     -- the server handed back a cursor that is not a string or number
+    return nil, core.new_error({ type = "decode_error", status = 200, retryable = false,
+      method = ep.method, path = path, attempts = 1, message = ep.name .. ": " .. msg })
+  end
+  return client:_perform(ep.method, path, nil, encoded, opts, ep)
+end
+
+local function fail(client, err, opts)
+  return client:_fail(err, opts)
+end
+
 local compiled = {}
 local by_name = {}
 -- namespace path ("org.secrets") -> methods table
@@ -452,6 +521,11 @@ function _M.install(client_class)
         end
       end
       namespace_methods[ns][method] = make_method(ep, true)
+      if ep.each then
+        assert(namespace_methods[ns][ep.each] == nil, "iterator name clashes: " .. ns .. "." .. ep.each)
+        namespace_methods[ns][ep.each] = pagination.method(ep, parse_args,
+          function(client, path, query, opts) return perform_page(client, path, query, opts, ep) end, fail)
+      end
     else
       assert(Client[ep.name] == nil, "endpoint name clashes with a client method: " .. ep.name)
       Client[ep.name] = make_method(ep, false)

@@ -13,6 +13,7 @@ local retry = require("onecli.retry")
 local config = require("onecli.config")
 local keys = require("onecli.keys")
 local nginx = require("onecli.nginx")
+local sse = require("onecli.sse")
 
 local error, type, pairs, tostring = error, type, pairs, tostring
 local fmt = string.format
@@ -20,6 +21,9 @@ local floor = math.floor
 local json_decode, null = core.json_decode, core.null
 local normalize = core.normalize
 local now = core.now
+
+-- The Accept header by expected answer (JSON otherwise).
+local ACCEPT = { binary = "*/*", events = "text/event-stream" }
 
 local _M = { _VERSION = core._VERSION }
 
@@ -31,7 +35,7 @@ local function is_nonempty_string(v)
 end
 
 --- Turns one transport answer into a result or an error object.
--- expect: "json" | "json_or_null" | "text" | "redirect". value: what the
+-- expect: "json" | "json_or_null" | "text" | "binary" | "events" | "redirect". value: what the
 -- C transports return instead of body for a request with decode = true
 -- (a 2xx JSON object or array, decoded from their buffer). Public for
 -- other drivers (batch).
@@ -54,8 +58,11 @@ local function interpret(req, expect, status, headers, body, value)
     if status == 204 or status == 205 then
       return true
     end
-    if expect == "text" then
+    if expect == "text" or expect == "binary" then
       return body
+    end
+    if expect == "events" then
+      return sse.parse(body)
     end
     if body ~= "" then
       -- every OneCLI JSON success is an object or an array; a bare
@@ -111,7 +118,7 @@ function Client:_request_table(method, path, body, query, opts, ep)
   local scope = ep and ep.scope or "project"
   local project = opts.project_id or opts.workspace_id or self.project_id
   local headers = {
-    Accept = "application/json",
+    Accept = ep and ACCEPT[ep.response] or "application/json",
     Authorization = key and scope ~= "none" and keys.authorization(self) or nil,
   }
   if self._headers then
@@ -124,7 +131,7 @@ function Client:_request_table(method, path, body, query, opts, ep)
     headers["X-Workspace-Id"] = project
   end
   if body then
-    headers["Content-Type"] = "application/json"
+    headers["Content-Type"] = ep and ep.body == "binary" and "application/octet-stream" or "application/json"
   end
   if opts.headers then
     for k, v in pairs(opts.headers) do

@@ -3,14 +3,20 @@
 -- local mode), cloud (v1 with the cloud-only routes) and v2 (2.0.1). Where
 -- a newer server retired a route the call must fail with a 410 naming the
 -- replacement; where an older one never had it, with a 404 for the route.
+-- The v2.0.1 routes of reference §14 run against "v2x", a v2 stand-in with
+-- an Enterprise licence and a registered runner; their cases live in
+-- spec/client/cases/<area>.lua. An Enterprise route must answer 403
+-- enterprise_license_required on the unlicensed v2 stand-in (unlicensed).
 -- The last test checks that every endpoint has a case here.
 local onecli = require("onecli")
 local launcher = require("standin.launcher")
 local api = require("support.api")
 
 local ALL = { "v1", "cloud", "v2" }
+local MODES = { "v1", "cloud", "v2", "v2x" }
 local V1 = { "v1", "cloud" }
 local V2 = { "v2" }
+local V2X = { "v2x" }
 local ORG = { "cloud", "v2" }
 
 local is = {
@@ -155,14 +161,14 @@ case("apps.toggle_config", ALL, function(ctx)
 end, is.success)
 case("apps.list_blocklist", ALL, function(ctx) return ctx.client.apps:list_blocklist("github") end, is.list)
 case("apps.block", ALL, function(ctx)
-  return ctx.client.apps:block("github", { name = "Case host", hostPattern = "case-block.example.com" })
+  return ctx.client.apps:block("github", { hostId = "github-uploads" })
 end, function(r) return r.ruleId ~= nil end)
 case("apps.update_blocklist_rule", ALL, function(ctx)
-  local r = ctx.client.apps:block("github", { name = "Case upd", hostPattern = "case-upd.example.com" })
+  local r = ctx.client.apps:block("github", { hostId = "github-gists" })
   return ctx.client.apps:update_blocklist_rule("github", r.ruleId, false)
 end, is.success)
 case("apps.delete_blocklist_rule", ALL, function(ctx)
-  local r = ctx.client.apps:block("github", { name = "Case del", hostPattern = "case-del.example.com" })
+  local r = ctx.client.apps:block("github", { hostId = "github-raw" })
   return ctx.client.apps:delete_blocklist_rule("github", r.ruleId)
 end, is.yes)
 case("apps.list_connections", ALL, function(ctx) return ctx.client.apps:list_connections() end,
@@ -245,8 +251,8 @@ end, function(r) return r.name == "Case Updated" end, { absent = { "v1" } })
 case("workspaces.delete", ORG, function(ctx)
   return ctx.org.workspaces:delete(ctx.org.workspaces:create("Case Del").id)
 end, is.yes, { absent = { "v1" } })
-case("team.provision", ORG, function(ctx) return ctx.org.team:provision({ role = "member" }) end,
-  function(r) return r.apiKey ~= nil end, { absent = { "v1" } })
+case("team.provision", { "cloud", "v2x" }, function(ctx) return ctx.org.team:provision({ role = "member" }) end,
+  function(r) return r.apiKey ~= nil end, { absent = { "v1" }, unlicensed = V2 })
 
 -- organization resources
 local ORG_SECRET = { name = "Org secret", type = "generic", value = "tok_org_case_1",
@@ -297,14 +303,14 @@ end, is.success, { absent = { "v1" } })
 case("org.apps.list_blocklist", ORG, function(ctx) return ctx.org.org.apps:list_blocklist("github") end, is.list,
   { absent = { "v1" } })
 case("org.apps.block", ORG, function(ctx)
-  return ctx.org.org.apps:block("github", { name = "Org host", hostPattern = "org-block.example.com" })
+  return ctx.org.org.apps:block("github", { hostId = "github-uploads" })
 end, function(r) return r.ruleId ~= nil end, { absent = { "v1" } })
 case("org.apps.update_blocklist_rule", ORG, function(ctx)
-  local r = ctx.org.org.apps:block("github", { name = "Org upd", hostPattern = "org-upd.example.com" })
+  local r = ctx.org.org.apps:block("github", { hostId = "github-gists" })
   return ctx.org.org.apps:update_blocklist_rule("github", r.ruleId, false)
 end, is.success, { absent = { "v1" } })
 case("org.apps.delete_blocklist_rule", ORG, function(ctx)
-  local r = ctx.org.org.apps:block("github", { name = "Org del", hostPattern = "org-del.example.com" })
+  local r = ctx.org.org.apps:block("github", { hostId = "github-raw" })
   return ctx.org.org.apps:delete_blocklist_rule("github", r.ruleId)
 end, is.yes, { absent = { "v1" } })
 
@@ -485,10 +491,20 @@ case("approvals.org_pending", ORG, function(ctx)
   return ctx.org.approvals:org_pending()
 end, function(r) return #r.requests >= 1 end)
 
+-- the v2.0.1 routes beyond the v1 surface (reference §14)
+local AREAS = { "workspace", "enterprise", "hosted" }
+for _, area in ipairs(AREAS) do
+  require("client.cases." .. area)(case, {
+    V1 = V1, V2 = V2, V2X = V2X, is = is,
+    new_agent = new_agent,
+  })
+end
+
 local MODE_SERVERS = {
   v1 = { mode = "v1" },
   cloud = { mode = "v1", edition = "cloud" },
   v2 = { mode = "v2" },
+  v2x = { mode = "v2", licensed = true, runner = true },
 }
 
 local function contains(list, x)
@@ -498,7 +514,7 @@ local function contains(list, x)
   return false
 end
 
-for _, mode in ipairs(ALL) do
+for _, mode in ipairs(MODES) do
   describe("every endpoint against the " .. mode .. " stand-in", function()
     local ctx = {}
 
@@ -514,6 +530,10 @@ for _, mode in ipairs(ALL) do
       ctx.secret = new_secret(ctx)
       ctx.client.apps:connect("resend", { fields = { apiKey = "re_fixture_12345" }, label = "Fixture" })
       ctx.connection = ctx.client.connections:list({ provider = "resend" })[1].id
+      if mode == "v2x" then
+        ctx.hosted = ctx.client.agents:create({ name = "Case hosted", identifier = "fx-hosted",
+                                                kind = "hosted" }).id
+      end
     end)
 
     teardown(function()
@@ -539,6 +559,15 @@ for _, mode in ipairs(ALL) do
           assert.are.equal(410, err.status)
           assert.are.equal("invalid_request_error", err.type)
           assert.matches("/v1/", err.message)
+        end)
+      elseif c and contains(c.unlicensed, mode) then
+        it(ep.name .. " needs an Enterprise licence (403)", function()
+          local ok, err = pcall(c.call, ctx)
+          assert.is_false(ok)
+          assert.is_true(onecli.is_error(err), tostring(err))
+          assert.are.equal(403, err.status)
+          assert.are.equal("enterprise_license_required", err.type)
+          assert.is_false(err.retryable)
         end)
       elseif c and contains(c.absent, mode) then
         -- usually "Unrecognized request URL"; a path that an older server
