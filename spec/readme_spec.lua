@@ -1,7 +1,8 @@
 -- Every ```lua block of README.md, and every examples/*.lua but demo.lua,
 -- runs as written (no text substitution) in a process of its own, against
 -- the stand-in server in v2 mode, configured the way a user configures it:
--- ONECLI_URL and ONECLI_API_KEY in the environment. The interpreter is the
+-- ONECLI_URL and ONECLI_API_KEY in the environment (a licensed server with a
+-- runner, so that every example can run). The interpreter is the
 -- one running this suite (lua5.4 or luajit) with its own build of the core.
 -- Output is shown only when a run fails, with every key masked.
 local net = require("support.net")
@@ -143,7 +144,7 @@ describe("README.md and examples/ run as written against the stand-in (v2)", fun
 
   setup(function()
     -- an approvals poll with nothing pending is held 1 s, not ~30 s
-    srv = launcher.start({ mode = "v2", max_lifetime = 900, poll_hold = 1 })
+    srv = launcher.start({ mode = "v2", max_lifetime = 900, poll_hold = 1, licensed = true, runner = true })
   end)
 
   teardown(function()
