@@ -628,6 +628,9 @@ void onecli_request_read(lua_State *L, int idx, const onecli_options_t *o,
     lua_getfield(L, idx, "decode");
     r->decode = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, idx, "listen");
+    r->listen = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, idx, "response_headers");
     if (!lua_isnil(L, -1)) {
         const char *which = lua_tostring(L, -1);
@@ -699,6 +702,7 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     x->tls = strncmp(r->url, "https:", 6) == 0 || strncmp(r->url, "HTTPS:", 6) == 0;
     x->decode = r->decode;
     x->lean_headers = r->lean_headers;
+    x->listen = r->listen;
     x->max_response = o->max_response;
     x->errbuf[0] = '\0';
 
@@ -918,6 +922,20 @@ int onecli_exchange_push_response(lua_State *L, onecli_exchange_t *x, CURL *easy
     }
     lua_pushlstring(L, x->body.data ? x->body.data : "", x->body.len);
     return 3;
+}
+
+CURLcode onecli_exchange_settle(onecli_exchange_t *x, CURL *easy, CURLcode rc)
+{
+    long status = 0;
+    if (rc != CURLE_OPERATION_TIMEDOUT || !x->listen || x->too_large)
+        return rc;
+    if (curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK
+            || status < 200 || status >= 300)
+        return rc;
+    if (onecli_exchange_inspect(x) != CURLE_OK)     /* the head did not end */
+        return rc;
+    x->errbuf[0] = '\0';
+    return CURLE_OK;
 }
 
 /* ---------------------------------------------------------------- */

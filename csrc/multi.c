@@ -213,6 +213,8 @@ static void drain(onecli_multi_t *m)
             continue;      /* nothing went out on the stale connection: again, on a new one */
         if (result == CURLE_OK)
             result = onecli_exchange_inspect(&xf->x);
+        else
+            result = onecli_exchange_settle(&xf->x, easy, result);
         xf->result = result;
         xf->started = 1;
         onecli_exchange_finish(&xf->x);

@@ -105,6 +105,7 @@ typedef struct onecli_request_t {
     int fresh_connect;
     int decode;               /* req.decode: a 2xx JSON answer comes back decoded */
     int lean_headers;         /* req.response_headers == "errors" */
+    int listen;               /* req.listen: the timeout ends a 2xx body (see settle) */
     int headers_idx;          /* stack index of the headers table, or 0 */
 } onecli_request_t;
 
@@ -149,6 +150,7 @@ typedef struct onecli_exchange_t {
     int tls;                  /* https */
     int decode;               /* from the request (see onecli_request_t) */
     int lean_headers;
+    int listen;
     onecli_conns_t *conns;    /* the owner's sockets (set once by the owner) */
     char errbuf[CURL_ERROR_SIZE];
 } onecli_exchange_t;
@@ -186,6 +188,11 @@ ONECLI_HIDDEN int onecli_exchange_redo(onecli_exchange_t *x, CURL *easy, CURLcod
  * cut short by a close, or contradictory Content-Length headers, are
  * failures (with x->errbuf set). Returns CURLE_OK or the failure's code. */
 ONECLI_HIDDEN CURLcode onecli_exchange_inspect(onecli_exchange_t *x);
+/* After a transfer that ended with rc: for a listening request (a stream
+ * of server-sent events), a timeout after a complete 2xx head is the end
+ * of the answer, and what came is its body: returns CURLE_OK then, rc
+ * otherwise. */
+ONECLI_HIDDEN CURLcode onecli_exchange_settle(onecli_exchange_t *x, CURL *easy, CURLcode rc);
 /* Frees the request header list (the transfer is over). */
 ONECLI_HIDDEN void onecli_exchange_finish(onecli_exchange_t *x);
 /* Also empties the buffers, keeping small ones for the next exchange. */

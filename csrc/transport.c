@@ -173,6 +173,8 @@ static int transport_request(lua_State *L)
         rc = curl_easy_perform(t->easy);   /* nothing went out on the stale one */
     if (rc == CURLE_OK)
         rc = onecli_exchange_inspect(&t->x);
+    else
+        rc = onecli_exchange_settle(&t->x, t->easy, rc);
     onecli_exchange_finish(&t->x);
     if (rc != CURLE_OK) {
         onecli_exchange_push_error(L, &t->x, t->easy, rc, &r, 1);

@@ -704,7 +704,8 @@ local function returns_md(ep)
     return "string: the response body's bytes, as sent (not decoded)"
   elseif ep.response == "events" then
     return "`SseEvent[]` (see [SseEvent](#sseevent)): the `text/event-stream` answer, read until the "
-      .. "server ends it (the call's `timeout` covers the whole stream), parsed into its events in "
+      .. "server ends it or the call's `timeout` passes (a timeout once the answer began ends the "
+      .. "stream, it is not an error; an event cut short is dropped), parsed into its events in "
       .. "order (`{ id =, event =, data = }`)"
   elseif ep.response == "redirect" then
     return "string: the URL of the redirect's `Location` (the redirect is not followed)"

@@ -192,8 +192,8 @@ return {
     doc = "One transcript page: {events={...}, nextSince=, hasMore=} ({since=?, limit=? 1-500})" },
   { "conversations.stream", "GET", "/conversations/{conversationId}/stream", P, query = { "since" },
     response = "events", since = "v2",
-    doc = "The transcript as server-sent events, read until the server ends the stream (within the call's "
-          .. "timeout): a list of {id=, event=, data=}; to follow a live conversation, poll each_event" },
+    doc = "The transcript as server-sent events that came until the server ended the stream or the call's "
+          .. "timeout passed (then not an error): a list of {id=, event=, data=}" },
   { "conversations.upload_attachment", "POST", "/conversations/{conversationId}/attachments", P,
     body = "binary", query = { "name" }, since = "v2",
     doc = "Upload a file (at most 10 MiB) to bind to the next message: (id, bytes, {name=})" },

@@ -965,7 +965,7 @@ function onecli_conversations:events(conversationId, query, opts) end
 ---@return fun(): table|false|nil, onecli.Error? iterator yields each item; false, err once on a failed page with raise = false
 function onecli_conversations:each_event(conversationId, query, opts) end
 
----The transcript as server-sent events, read until the server ends the stream (within the call's timeout): a list of {id=, event=, data=}; to follow a live conversation, poll each_event.
+---The transcript as server-sent events that came until the server ended the stream or the call's timeout passed (then not an error): a list of {id=, event=, data=}.
 ---
 ---`GET /v1/conversations/{conversationId}/stream` · scope: project · servers: v2 · retried automatically
 ---

@@ -166,6 +166,9 @@ function Client:_request_table(method, path, body, query, opts, ep)
     -- string) and keep only the headers a success needs
     decode = expect == "json" or expect == "json_or_null",
     response_headers = "errors",
+    -- server-sent events: the timeout after a 2xx head ends the stream,
+    -- and the events that came are the answer (not a timeout error)
+    listen = expect == "events" or nil,
   }
 end
 

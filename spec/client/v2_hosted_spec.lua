@@ -473,6 +473,28 @@ describe("v2 hosted methods", function()
       assert.is_nil(res.body:find("id: 1\n", 1, true))
     end)
 
+    it("listens to an open stream for the call's timeout and returns what came", function()
+      local conv = client.conversations:create({ agentId = hosted_agent("listener") })
+      client.conversations:create_turn(conv.id, "first")
+      srv:instance({ runner = false })             -- the next turn stays in flight
+      client.conversations:create_turn(conv.id, "second")
+      -- the server keeps the stream open (as a live one does): the timeout
+      -- ends the answer, it is not a timeout error
+      local events = client.conversations:stream(conv.id, nil, { timeout = 1 })
+      assert.are.same({ "user_message", "assistant_message", "turn_completed", "user_message" },
+        types_of(events))
+      assert.are.equal("second", events[4].data.payload.text)
+      -- the same through libcurl's multi driver (client:batch)
+      local results, failed = client:batch({ { "conversations.stream", conv.id, { since = 3 }, { timeout = 1 } } })
+      assert.are.equal(0, failed, tostring(results[1]))
+      assert.are.equal(1, #results[1])
+      assert.are.equal("4", results[1][1].id)
+      -- a JSON call that times out is still a timeout error
+      srv:fault({ kind = "hang", path = "/v1/conversations/" .. conv.id, count = 1 })
+      local err = raised(client.conversations.get, client.conversations, conv.id, { timeout = 0.5 })
+      assert.are.equal("timeout_error", err.type)
+    end)
+
     it("uploads attachments byte for byte and binds them to a turn", function()
       local conv = client.conversations:create({ agentId = hosted_agent("filer") })
       local bytes = {}

@@ -383,6 +383,29 @@ describe("resty transport, reading responses", function()
     assert.matches("^Operation timed out after %d+ milliseconds", msg)
   end)
 
+  it("ends a listening request's 2xx body at the timeout (server-sent events), not other answers", function()
+    local sse = "event: transcript\nid: 1\ndata: {}\n\n"
+    local open = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+      .. string.format("%x\r\n", #sse) .. sse .. "\r\n" .. "20\r\nevent: transcript\nid: 2"
+    local ctx = reader_ctx(open, "timeout")
+    ctx.listen = true
+    local status, headers, body, keep = read(ctx, "GET")
+    assert.are.equal(200, status)
+    assert.are.equal("text/event-stream", headers["content-type"])
+    assert.are.equal(sse .. "event: transcript\nid: 2", body)   -- the cut event too; the parser drops it
+    assert.is_false(keep)
+    local _, code = read(reader_ctx(open, "timeout"), "GET")         -- without listen
+    assert.are.equal("OPERATION_TIMEDOUT", code)
+    ctx = reader_ctx("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 10\r\n\r\nab", "timeout")
+    ctx.listen = true
+    _, code = read(ctx, "GET")
+    assert.are.equal("OPERATION_TIMEDOUT", code)
+    ctx = reader_ctx("HTTP/1.1 200 OK\r\n", "timeout")                 -- the head did not end
+    ctx.listen = true
+    _, code = read(ctx, "GET")
+    assert.are.equal("OPERATION_TIMEDOUT", code)
+  end)
+
   it("reports truncated answers", function()
     local _, code, msg, got_any = read(reader_ctx("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
       "GET")

@@ -181,7 +181,9 @@ end
 -- to hand out is held (the connection stays busy, others are served).
 function _M:serve(conn, req)
   if conn.kind ~= "gateway" then
-    self:respond(conn, req, self.api:handle(req))
+    local res = self.api:handle(req)
+    if res.open then return self:open_stream(conn, req, res) end
+    self:respond(conn, req, res)
     return self:wake()
   end
   local res = self.gateway:handle(req)
@@ -207,6 +209,28 @@ function _M:apply_fault(conn, req, fault)
     end)
   end
   self:respond(conn, req, control_mod.fault_reply(fault, req))
+end
+
+------------------------------------------------------------------------------
+-- Open streams (server-sent events with a turn in flight)
+------------------------------------------------------------------------------
+
+-- res: a chunked reply with open = seconds: its head and body go out now,
+-- the last chunk after that many seconds (the connection is busy until
+-- then; a client that stops listening closes it).
+function _M:open_stream(conn, req, res)
+  local bytes = http.serialize(res, { mode = self.mode, keepalive = false, version = req.version,
+    method = req.method, deprecation = res.deprecation })
+  local last = "0\r\n\r\n"
+  if bytes:sub(-#last) == last then bytes = bytes:sub(1, -#last - 1) end
+  self:log(api_mod.describe(req, res) .. " (stream open)")
+  conn.state = "busy"
+  self:write(conn, bytes)
+  self:after(res.open, function()
+    if conn.closed then return end
+    conn.state = "closing"
+    self:write(conn, last)
+  end)
 end
 
 ------------------------------------------------------------------------------

@@ -19,7 +19,9 @@
 -- without one it stays queued, so it blocks new turns (409), takes
 -- follow-ups and can be aborted. The stream answers every event after
 -- `since` (or Last-Event-ID) as `event: transcript` / `id: <seq>` /
--- `data: <json>` and then ends: no turn of the stand-in is ever running.
+-- `data: <json>`; it ends there when no turn is in flight, and otherwise
+-- stays open (chunked, reply.open: STREAM_HOLD seconds) as a live stream
+-- does, with nothing more to say.
 -- The HTTP layer's limit (standin.http MAX_BODY, 11 MiB) is above both
 -- uploads' caps, so the routes answer their own 413s. State: images, presences, crons and memories on the
 -- agent record; conversations on the workspace table.
@@ -240,6 +242,9 @@ end
 
 local function finished(t) return t.status ~= "queued" and t.status ~= "running" end
 
+-- How long a stream with a turn in flight stays open.
+local STREAM_HOLD = 30
+
 -- A new turn; with a runner it completes at once (the stand-in's "model"
 -- echoes the message).
 local function start_turn(ctx, c, body, source)
@@ -332,8 +337,9 @@ local function stream(ctx)
       parts[#parts + 1] = format("event: transcript\nid: %d\ndata: %s\n\n", e.seq, json.encode(event_shape(e)))
     end
   end
+  local open = in_flight(c) and STREAM_HOLD or nil
   return { status = 200, body = concat(parts), ctype = "text/event-stream",
-    headers = { { "cache-control", "no-cache" } } }
+    headers = { { "cache-control", "no-cache" } }, chunked = open and true or nil, open = open }
 end
 
 local function upload_attachment(ctx)

@@ -507,6 +507,9 @@ local function read_exact(ctx, n, parts)
     local k = min(n, READ_SIZE)
     local data, err, partial = receive(ctx, k)
     if not data then
+      if ctx.listen and partial and partial ~= "" then
+        parts[#parts + 1] = partial     -- the events that came before the timeout
+      end
       if err == "closed" then
         return nil, "PARTIAL_FILE",
                fmt("transfer closed with %d bytes remaining to read", n - #(partial or ""))
@@ -679,6 +682,11 @@ function _M.read_response(ctx, method)
     ok, code, msg = read_until_close(ctx, parts)
   end
   if not ok then
+    -- a listening request (server-sent events): the timeout after a 2xx
+    -- head ends the answer, and what came is its body
+    if ctx.listen and code == "OPERATION_TIMEDOUT" and status >= 200 and status < 300 then
+      return status, headers, concat(parts), false
+    end
     return nil, code, msg, true
   end
   return status, headers, concat(parts), _M.keep_alive(version, status, headers, framing)
@@ -1125,6 +1133,7 @@ function Transport:request(req)
     send_ms = self.send_timeout and max(1, ceil(self.send_timeout * 1000)),
     read_ms = self.read_timeout and max(1, ceil(self.read_timeout * 1000)),
     max_response = self.max_response,
+    listen = req.listen == true,
   }
   local fresh = req.fresh_connect == true
   local status, headers, rbody, wrote, stale
