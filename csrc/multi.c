@@ -10,7 +10,7 @@
  *
  *   m = core.new_multi{ timeout=, connect_timeout=, ca_file=, insecure=,
  *                       user_agent=, max_response_size=,
- *                       max_host_connections= }
+ *                       max_host_connections=, sockets= }
  *   id = m:add(req)        -- req as for transport:request; starts it
  *   running = m:perform()  -- drives every transfer, never blocks
  *   done = m:collect()     -- { {id=, status=, headers=, body=} | {id=, err=}, ... }
@@ -19,6 +19,25 @@
  *   m:cancel(id)           -- true if the transfer was known (and is gone)
  *   m:pending()            -- added and not yet collected
  *   m:close()              -- idempotent; also __gc and __close
+ *
+ * Socket-driven hosts (an event loop such as libuv's) make the handle with
+ * `sockets = true` and, instead of perform() and wait(), let the loop watch
+ * exactly the sockets libcurl names:
+ *
+ *   running = m:socket_action(fd, "r"|"w"|"rw"|"e")  -- fd is ready
+ *   running = m:socket_action()                       -- libcurl's timer fired
+ *   changes, timer = m:socket_events()
+ *     -- changes: { fd, what, fd, what, ... } in the order libcurl asked,
+ *     --   what = "r", "w", "rw" (watch for that) or "remove" (stop watching)
+ *     -- timer: nil (unchanged), -1 (no timer) or ms (call socket_action()
+ *     --   with no fd once that many ms have passed)
+ *     -- reset: true once after a fork: stop watching every socket first
+ *
+ * libcurl's CURLMOPT_SOCKETFUNCTION and CURLMOPT_TIMERFUNCTION only queue
+ * what they are told (they never call Lua, so nothing can raise inside
+ * libcurl); the host reads the queue after every add(), cancel() and
+ * socket_action(), in order. A "remove" may name a socket libcurl has
+ * already closed.
  *
  * Lua strings libcurl must see after add() returns (the request body) are
  * anchored in the userdata's user value table, keyed by transfer id, with
@@ -51,6 +70,14 @@ typedef struct onecli_xfer_t {
     struct onecli_xfer_t *next;  /* free list or done queue */
 } onecli_xfer_t;
 
+/* One CURLMOPT_SOCKETFUNCTION call, queued for socket_events(). */
+typedef struct onecli_sockev_t {
+    curl_socket_t fd;
+    int what;                    /* CURL_POLL_IN, _OUT, _INOUT, _REMOVE */
+} onecli_sockev_t;
+
+#define MAX_SOCKET_EVENTS 65536  /* unread beyond this: the host is not reading */
+
 typedef struct onecli_multi_t {
     CURLM *multi;
     onecli_xfer_t **slots;       /* every slot ever made, owned here */
@@ -63,6 +90,13 @@ typedef struct onecli_multi_t {
     onecli_conns_t conns;        /* the sockets of the shared connection cache */
     long max_host;               /* CURLMOPT_MAX_HOST_CONNECTIONS, 0: none */
     long pid;                    /* the process the handles belong to */
+    int sockets;                 /* socket events on (new_multi{ sockets = true }) */
+    onecli_sockev_t *evs;        /* socket events not read yet */
+    size_t nevs, evcap;
+    int ev_lost;                 /* an event could not be queued */
+    int ev_reset;                /* forked: every socket watched is gone */
+    long timer_ms;               /* the last CURLMOPT_TIMERFUNCTION value */
+    int timer_changed;           /* ... not read yet */
 } onecli_multi_t;
 
 static onecli_multi_t *check_multi(lua_State *L, int idx)
@@ -71,6 +105,55 @@ static onecli_multi_t *check_multi(lua_State *L, int idx)
 }
 
 static void queue_done(onecli_multi_t *m, onecli_xfer_t *xf);
+
+/* CURLMOPT_SOCKETFUNCTION: queue what libcurl wants watched. */
+static int on_socket_event(CURL *easy, curl_socket_t fd, int what, void *userp,
+                           void *socketp)
+{
+    onecli_multi_t *m = (onecli_multi_t *)userp;
+    (void)easy;
+    (void)socketp;
+    if (!m->sockets)
+        return 0;
+    if (m->nevs == m->evcap) {
+        size_t cap = m->evcap ? m->evcap * 2 : 16;
+        onecli_sockev_t *p;
+        if (cap > MAX_SOCKET_EVENTS
+                || (p = realloc(m->evs, cap * sizeof *p)) == NULL) {
+            m->ev_lost = 1;
+            return 0;
+        }
+        m->evs = p;
+        m->evcap = cap;
+    }
+    m->evs[m->nevs].fd = fd;
+    m->evs[m->nevs].what = what;
+    m->nevs++;
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION: remember when libcurl wants socket_action(). */
+static int on_timer_event(CURLM *multi, long timeout_ms, void *userp)
+{
+    onecli_multi_t *m = (onecli_multi_t *)userp;
+    (void)multi;
+    m->timer_ms = timeout_ms;
+    m->timer_changed = 1;
+    return 0;
+}
+
+/* The settings every multi handle of m gets (again after a fork). */
+static void multi_configure(onecli_multi_t *m)
+{
+    if (m->max_host > 0)
+        curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
+    if (m->sockets) {
+        curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket_event);
+        curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, (void *)m);
+        curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer_event);
+        curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, (void *)m);
+    }
+}
 
 /* In a process forked since the multi handle was made: the connections
  * belong to the parent (see transport.c). Transfers in flight are failed
@@ -101,11 +184,17 @@ static void multi_after_fork(lua_State *L, onecli_multi_t *m)
     }
     memset(&m->conns, 0, sizeof m->conns);
     m->pid = onecli_process_id();
+    /* the parent's sockets are gone: the host stops watching all of them */
+    if (m->sockets) {
+        m->nevs = 0;
+        m->ev_reset = 1;
+        m->timer_ms = -1;
+        m->timer_changed = 1;
+    }
     m->multi = curl_multi_init();
     if (m->multi == NULL)
         luaL_error(L, "curl_multi_init failed");
-    if (m->max_host > 0)
-        curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host);
+    multi_configure(m);
 }
 
 static onecli_multi_t *check_open(lua_State *L, int idx)
@@ -301,6 +390,84 @@ static int multi_perform(lua_State *L)
     return 1;
 }
 
+/* m:socket_action([fd [, events]]) -> number of transfers still running.
+ * events: "r", "w", "rw" (ready for that), "e" (an error on the socket);
+ * without fd: libcurl's timer fired. */
+static int multi_socket_action(lua_State *L)
+{
+    onecli_multi_t *m = check_open(L, 1);
+    curl_socket_t fd = CURL_SOCKET_TIMEOUT;
+    int mask = 0, running = 0;
+    CURLMcode mc;
+
+    if (!m->sockets)
+        return luaL_error(L, "socket_action: this multi handle was made without "
+                          "sockets = true");
+    if (!lua_isnoneornil(L, 2)) {
+        lua_Integer n = luaL_checkinteger(L, 2);
+        const char *ev = luaL_optstring(L, 3, "");
+        luaL_argcheck(L, n >= 0 && n <= 0x7fffffff, 2, "not a socket");
+        fd = (curl_socket_t)n;
+        for (; *ev; ev++) {
+            if (*ev == 'r')
+                mask |= CURL_CSELECT_IN;
+            else if (*ev == 'w')
+                mask |= CURL_CSELECT_OUT;
+            else if (*ev == 'e')
+                mask |= CURL_CSELECT_ERR;
+            else if (*ev != 'd' && *ev != 'p')   /* luv's disconnect, prioritized */
+                return luaL_argerror(L, 3, "events must be made of r, w and e");
+        }
+    }
+    mc = curl_multi_socket_action(m->multi, fd, mask, &running);
+    if (mc != CURLM_OK)
+        return luaL_error(L, "curl_multi_socket_action: %s", curl_multi_strerror(mc));
+    drain(m);
+    lua_pushinteger(L, running);
+    return 1;
+}
+
+/* m:socket_events() -> { fd, what, ... }, timer | nil, reset | nil */
+static int multi_socket_events(lua_State *L)
+{
+    onecli_multi_t *m = check_open(L, 1);
+    size_t i;
+    if (m->ev_lost) {
+        m->ev_lost = 0;
+        m->nevs = 0;
+        return luaL_error(L, "socket_events: too many unread socket events (the "
+                          "host must read them after every call)");
+    }
+    lua_createtable(L, (int)(m->nevs * 2), 0);
+    for (i = 0; i < m->nevs; i++) {
+        const char *what;
+        switch (m->evs[i].what) {
+        case CURL_POLL_IN: what = "r"; break;
+        case CURL_POLL_OUT: what = "w"; break;
+        case CURL_POLL_INOUT: what = "rw"; break;
+        case CURL_POLL_REMOVE: what = "remove"; break;
+        default: what = ""; break;           /* CURL_POLL_NONE: nothing to watch */
+        }
+        lua_pushinteger(L, (lua_Integer)m->evs[i].fd);
+        lua_rawseti(L, -2, (int)(2 * i + 1));
+        lua_pushstring(L, *what ? what : "remove");
+        lua_rawseti(L, -2, (int)(2 * i + 2));
+    }
+    m->nevs = 0;
+    if (m->timer_changed) {
+        m->timer_changed = 0;
+        lua_pushinteger(L, (lua_Integer)(m->timer_ms < 0 ? -1 : m->timer_ms));
+    } else {
+        lua_pushnil(L);
+    }
+    if (m->ev_reset) {
+        m->ev_reset = 0;
+        lua_pushboolean(L, 1);
+        return 3;
+    }
+    return 2;
+}
+
 /* The anchored string field of the table on top of the stack, or NULL. */
 static const char *anchored(lua_State *L, const char *field)
 {
@@ -467,6 +634,10 @@ static int multi_close(lua_State *L)
     }
     free(m->slots);
     m->slots = NULL;
+    m->sockets = 0;          /* curl_multi_cleanup's callbacks are not queued */
+    free(m->evs);
+    m->evs = NULL;
+    m->nevs = m->evcap = 0;
     m->nslots = m->cap = 0;
     m->free_list = m->done_head = m->done_tail = NULL;
     m->pending = 0;
@@ -513,6 +684,7 @@ static int l_new_multi(lua_State *L)
     onecli_options_t o;
     const char *ca_file, *user_agent;
     long max_host = 0;
+    int sockets;
 
     lua_settop(L, 1);
     onecli_options_read(L, 1, &o, &ca_file, &user_agent);
@@ -525,11 +697,18 @@ static int l_new_multi(lua_State *L)
         max_host = (long)n;
     }
     lua_pop(L, 1);
+    lua_getfield(L, 1, "sockets");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
+        return luaL_error(L, "option 'sockets' must be a boolean");
+    sockets = lua_toboolean(L, -1);
+    lua_pop(L, 1);
 
     m = (onecli_multi_t *)lua_newuserdata(L, sizeof *m);
     memset(m, 0, sizeof *m);
     m->pid = onecli_process_id();
     m->max_host = max_host;
+    m->sockets = sockets;
+    m->timer_ms = -1;
     luaL_getmetatable(L, MULTI_MT);
     lua_setmetatable(L, -2);
     lua_newtable(L);
@@ -541,8 +720,7 @@ static int l_new_multi(lua_State *L)
         return luaL_error(L, "curl_multi_init failed");
     if (!onecli_options_own(&m->o, ca_file, user_agent))
         return luaL_error(L, "not enough memory");
-    if (max_host > 0)
-        curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host);
+    multi_configure(m);
     return 1;
 }
 
@@ -555,6 +733,8 @@ void onecli_multi_open(lua_State *L)
         { "timeout", multi_timeout },
         { "wait", multi_wait },
         { "cancel", multi_cancel },
+        { "socket_action", multi_socket_action },
+        { "socket_events", multi_socket_events },
         { "pending", multi_pending },
         { "close", multi_close },
         { "is_closed", multi_is_closed },
