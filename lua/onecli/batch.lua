@@ -40,14 +40,20 @@
 -- Inside nginx, with the OpenResty (cosocket) transport, the calls run in
 -- a pool of nginx light threads (ngx.thread.spawn): see batch_threads.lua.
 --
--- A client with another transport of its own (Neovim, a test double), or
--- the OpenResty one where nginx has no light threads, runs the calls one
+-- With an asynchronous transport (Neovim's, a luv loop's) the calls run
+-- side by side in coroutines of their own, at most `concurrency` at once:
+-- see batch_async.lua. client:batch() then waits inside a coroutine
+-- (nvim.run) without blocking the editor.
+--
+-- A client with another transport of its own (a test double), or the
+-- OpenResty one where nginx has no light threads, runs the calls one
 -- after the other through that transport, with the same results.
 
 local core = require("onecli.core")
 local client_mod = require("onecli.client")
 local retry = require("onecli.retry")
 local light = require("onecli.batch_threads")
+local async = require("onecli.batch_async")
 
 local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable =
       error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable
@@ -155,6 +161,9 @@ local function driver_for(client)
   end
   if type(t) == "table" and t.cosockets == true and light.ngx() then
     return "threads", t
+  end
+  if async.fits(t) then
+    return "async", t
   end
   return "sequential", t
 end
@@ -303,6 +312,7 @@ end
 local Batch = {}
 Batch.__index = Batch
 light.install(Batch)     -- the methods of the "threads" driver
+async.install(Batch)     -- and of the "async" one
 Batch.__name = "onecli.Batch"
 
 function Batch.__tostring(self)
@@ -393,6 +403,7 @@ local function new_batch(client, calls, opts, level)
   }, Batch)
   local driver, transport = driver_for(client)
   self.driver = driver
+  self.transport = transport
   if driver == "multi" then
     self.hub = hub_of(client, transport)
   end
@@ -569,6 +580,10 @@ function Batch:step()
     local done = self:_step_threads()   -- (not a tail call: its errors name our caller)
     return done
   end
+  if self.driver == "async" then
+    local done = self:_step_async()
+    return done
+  end
   if self.remaining == 0 then
     return true
   end
@@ -630,6 +645,9 @@ function Batch:next_wakeup()
     end
     return POLL_INTERVAL
   end
+  if self.driver == "async" then    -- the calls move by themselves on the host's loop
+    return (self.remaining == 0 or self.inflight < self.concurrency) and 0 or POLL_INTERVAL
+  end
   return self:_until_next(POLL_INTERVAL)
 end
 
@@ -638,6 +656,9 @@ end
 function Batch:wait(max_seconds)
   if self.driver == "threads" then
     return self:_wait_threads(max_seconds)
+  end
+  if self.driver == "async" then
+    return self:_wait_async(max_seconds)
   end
   if self.hub == nil or self.remaining == 0 then
     return
@@ -669,6 +690,7 @@ function Batch:cancel()
   end
   for _, rec in ipairs(self.records) do
     if rec.state ~= "done" then
+      local running = rec.handle
       if rec.id ~= nil and self.hub then
         self.by_id[rec.id] = nil
         self.hub:cancel(rec.id)
@@ -677,7 +699,7 @@ function Batch:cancel()
         self.inflight = self.inflight - 1
       end
       local req = rec.req
-      local path = threads and light.error_path(self.client, rec) or (req and req.path or rec.path)
+      local path = (threads or running) and light.error_path(self.client, rec) or (req and req.path or rec.path)
       local err = core.transport_error(rec.method, path, "CANCELLED",
                                        "the batch was cancelled",
                                        { request_sent = rec.attempt > 0,
@@ -685,6 +707,9 @@ function Batch:cancel()
                                          attempts = max(rec.attempt, 1) })
       err.retryable = false
       self:_finish(rec, nil, err)
+      if running then
+        self:_cancel_async(rec)     -- after _finish: its callback finds the call done
+      end
     end
   end
   self.waiting = {}
@@ -697,6 +722,15 @@ end
 -- client methods
 
 local function run(b)
+  if b.driver == "async" then
+    -- no pcall here: the loop yields (Lua 5.1 cannot yield across pcall),
+    -- and nothing is raised while calls are in flight but a failure of
+    -- the driver itself
+    while not b:step() do
+      b:wait()
+    end
+    return b:results()
+  end
   local ok, err = pcall(function()
     while not b:step() do
       b:wait()
@@ -710,7 +744,11 @@ local function run(b)
 end
 
 client_mod.extend_client("batch", function(self, calls, opts)
-  return run(new_batch(self, calls, opts, 3))
+  local b = new_batch(self, calls, opts, 3)
+  if b.driver == "async" and not async.yieldable() then
+    error(async.not_in_coroutine(b.transport), 2)
+  end
+  return run(b)
 end)
 
 client_mod.extend_client("batch_start", function(self, calls, opts)

@@ -117,3 +117,7 @@ stop_nginx
 echo
 echo "== client:batch against sequential calls"
 lua5.4 spec/bench/batch_bench.lua
+
+echo
+echo "== asynchronous transports (socket-driven): added latency after the answer"
+lua5.4 spec/bench/async_bench.lua 200

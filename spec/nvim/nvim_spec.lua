@@ -7,28 +7,12 @@
 local launcher = require("standin.launcher")
 local core = require("onecli.core")
 local net = require("support.net")
-local run_ok, read_file, write_file, shell_quote, closed_port =
-      net.run_ok, net.read_file, net.write_file, net.shell_quote, net.closed_port
+local nvim = require("support.nvim")
+local read_file, shell_quote, closed_port = net.read_file, net.shell_quote, net.closed_port
 
-local NVIM_TIMEOUT = 60   -- seconds, for every Neovim run
+local ROOT = nvim.root()
 
--- The repository root, absolute.
-local function repo_root()
-  local src = debug.getinfo(1, "S").source:gsub("^@", "")
-  local dir = src:match("^(.*)/spec/nvim/[^/]*$") or "."
-  if dir:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    local cwd = p:read("*l")
-    p:close()
-    dir = dir == "." and cwd or (cwd .. "/" .. dir)
-  end
-  return dir
-end
-
-local ROOT = repo_root()
-local HAS_NVIM = run_ok("command -v nvim >/dev/null 2>&1")
-
-if not HAS_NVIM then
+if not nvim.available() then
   describe("Neovim transport", function()
     pending("nvim is not installed (apt-get install -y neovim)")
   end)
@@ -36,76 +20,18 @@ if not HAS_NVIM then
 end
 
 describe("Neovim transport (nvim --headless)", function()
-  local srv, tmp
-
-  -- Runs `nvim --headless` with env (a table) and extra arguments;
-  -- returns its exit status and everything it printed.
-  local function nvim(env, args)
-    local env_file = tmp .. "/env"
-    local lines = {}
-    for k, v in pairs(env) do
-      lines[#lines + 1] = k .. "=" .. shell_quote(v)
-    end
-    table.sort(lines)
-    write_file(env_file, table.concat(lines, "\n") .. "\n")
-    local log = tmp .. "/nvim.log"
-    local cmd = table.concat({
-      -- an ASan run preloads the sanitizer runtime; Neovim loads a plain build
-      "unset LD_PRELOAD;",
-      "set -a;", ". " .. shell_quote(env_file) .. ";", "set +a;",
-      "cd " .. shell_quote(ROOT) .. " &&",
-      "timeout -k 5", tostring(NVIM_TIMEOUT), "nvim --headless -u NONE -i NONE -n",
-      "--cmd", shell_quote("set rtp^=" .. ROOT),
-      args, "</dev/null >" .. shell_quote(log) .. " 2>&1",
-    }, " ")
-    local ok = run_ok(cmd)
-    os.remove(env_file)
-    return ok, read_file(log) or ""
-  end
-
-  local function base_env(extra)
-    local env = {
-      ONECLI_NVIM_ROOT = ROOT,
-      ONECLI_URL = srv.url,
-      ONECLI_API_KEY = srv.api_key,
-      ONECLI_CLOSED_URL = "http://127.0.0.1:" .. closed_port(),
-      NVIM_LOG_FILE = tmp .. "/nvim-internal.log",
-      XDG_CACHE_HOME = tmp .. "/cache",
-      XDG_STATE_HOME = tmp .. "/state",
-      XDG_DATA_HOME = tmp .. "/data",
-    }
-    for k, v in pairs(extra or {}) do env[k] = v end
-    return env
-  end
+  local srv, runner
 
   -- Runs one scenario of scenarios.lua; returns its observations.
   local function scenario(name)
-    local out = tmp .. "/" .. name .. ".out"
-    os.remove(out)
-    local ok, log = nvim(base_env({ ONECLI_NVIM_OUT = out, ONECLI_NVIM_SCENARIO = name }),
-                         "-c " .. shell_quote("luafile " .. ROOT .. "/spec/nvim/scenarios.lua"))
-    local data = read_file(out)
-    assert(data, "nvim wrote no observations (exit ok: " .. tostring(ok) .. "):\n" .. log)
-    assert(not data:find(srv.api_key, 1, true), "the API key leaked into the observations")
-    local chunk
-    if rawget(_G, "setfenv") then      -- Lua 5.1 and LuaJIT: load() takes no string there
-      chunk = assert(loadstring(data, "=" .. name))
-      setfenv(chunk, {})
-    else
-      chunk = assert(load(data, "=" .. name, "t", {}))
-    end
-    local obs = chunk()
-    assert(obs.error == nil, "scenario failed in nvim: " .. tostring(obs.error) .. "\n" .. log)
-    assert(not obs.watchdog, "scenario " .. name .. " did not finish within 30 s")
-    assert(ok, "nvim exited with an error:\n" .. log)
-    return obs, log
+    return runner:scenario("spec/nvim/scenarios.lua", name)
   end
 
   -- Runs :checkhealth onecli and returns the health buffer's text.
   local function checkhealth(extra_env)
-    local out = tmp .. "/health.txt"
+    local out = runner.tmp .. "/health.txt"
     os.remove(out)
-    local _, log = nvim(base_env(extra_env), table.concat({
+    local _, log = runner:run(runner:env(extra_env), table.concat({
       "--cmd", shell_quote("lua package.path = '" .. ROOT .. "/lua/?.lua;" .. ROOT
         .. "/lua/?/init.lua;' .. package.path; package.cpath = '" .. ROOT
         .. "/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;' .. package.cpath"),
@@ -127,17 +53,13 @@ describe("Neovim transport (nvim --headless)", function()
   end
 
   setup(function()
-    assert(read_file(ROOT .. "/build/luajit/onecli/core.so"),
-           "build/luajit/onecli/core.so is missing: run `make build` (Neovim runs LuaJIT)")
-    local p = assert(io.popen("mktemp -d"))
-    tmp = p:read("*l")
-    p:close()
     srv = launcher.start({ mode = "v2" })
+    runner = nvim.runner({ root = ROOT, srv = srv })
   end)
 
   teardown(function()
     if srv then srv:stop() end
-    if tmp and tmp:match("^/tmp/") then run_ok("rm -rf " .. shell_quote(tmp)) end
+    if runner then runner:cleanup() end
   end)
 
   before_each(function()

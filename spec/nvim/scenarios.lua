@@ -10,68 +10,14 @@
 
 -- luacheck: globals vim
 
-local root = assert(os.getenv("ONECLI_NVIM_ROOT"), "ONECLI_NVIM_ROOT")
-local out_path = assert(os.getenv("ONECLI_NVIM_OUT"), "ONECLI_NVIM_OUT")
-local scenario = assert(os.getenv("ONECLI_NVIM_SCENARIO"), "ONECLI_NVIM_SCENARIO")
-
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;"
-  .. package.cpath
+local observe = dofile(os.getenv("ONECLI_NVIM_ROOT") .. "/spec/nvim/observe.lua")
+local obs, finish = observe.obs, observe.finish
 
 local uv = vim.loop
-local obs = { scenario = scenario }
-
--- A Lua literal of v (tables, strings, numbers, booleans).
-local function serialize(v, indent)
-  indent = indent or ""
-  local t = type(v)
-  if t == "string" then
-    return string.format("%q", v)
-  elseif t == "number" or t == "boolean" or t == "nil" then
-    return tostring(v)
-  elseif t == "table" then
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) == "string" or type(k) == "number" then
-        keys[#keys + 1] = k
-      end
-    end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    local parts = {}
-    for _, k in ipairs(keys) do
-      local key = type(k) == "number" and ("[" .. k .. "]") or ("[" .. string.format("%q", k) .. "]")
-      parts[#parts + 1] = indent .. "  " .. key .. " = " .. serialize(v[k], indent .. "  ")
-    end
-    return "{\n" .. table.concat(parts, ",\n") .. "\n" .. indent .. "}"
-  end
-  return string.format("%q", tostring(v))
-end
-
-local finished = false
-local function finish()
-  if finished then
-    return
-  end
-  finished = true
-  local f = assert(io.open(out_path, "w"))
-  f:write("return ", serialize(obs), "\n")
-  f:close()
-  vim.schedule(function() vim.cmd("qa!") end)
-end
 
 -- What a test needs to know about an error (never the whole object).
-local function describe_error(onecli, err)
-  if err == nil then
-    return nil
-  end
-  return {
-    is_error = onecli.is_error(err),
-    type = type(err) == "table" and err.type or nil,
-    status = type(err) == "table" and err.status or nil,
-    code = type(err) == "table" and err.code or nil,
-    attempts = type(err) == "table" and err.attempts or nil,
-    text = tostring(err),
-  }
+local function describe_error(_, err)
+  return observe.describe_error(err)
 end
 
 -- A 50 ms vim.loop timer; ticks() says how often it fired.
@@ -249,20 +195,4 @@ function SCENARIOS.close()
   end)
 end
 
-local watchdog = uv.new_timer()
-watchdog:start(30000, 0, function()
-  obs.watchdog = true
-  finish()
-end)
-
-local fn = SCENARIOS[scenario]
-if not fn then
-  obs.error = "unknown scenario " .. scenario
-  finish()
-else
-  local ok, err = xpcall(fn, debug.traceback)
-  if not ok then
-    obs.error = tostring(err)
-    finish()
-  end
-end
+observe.main(SCENARIOS)

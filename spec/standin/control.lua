@@ -73,6 +73,7 @@ function _M:record(req, conn, gateway)
   end
   self.log[#self.log + 1] = obj("method", req.method, "path", req.path, "query", req.query_raw,
     "headers", headers, "body", req.body or null, "connection", conn.id, "gateway", gateway or nil)
+  conn.entry = self.log[#self.log]    -- the engine marks it if the client leaves early
   if #self.log > MAX_LOG then remove(self.log, 1) end
 end
 

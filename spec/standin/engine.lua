@@ -8,6 +8,7 @@ local api_mod = require("standin.api")
 local gateway_mod = require("standin.gateway")
 local control_mod = require("standin.control")
 local reply = require("standin.reply")
+local json = require("standin.json")
 
 local _M = {}
 _M.__index = _M
@@ -120,7 +121,11 @@ function _M:on_readable(conn)
     conn.last = gettime()
     if conn.state ~= "hung" then conn.inbuf = conn.inbuf .. chunk end
   end
-  if err == "closed" then conn.peer_closed = true end
+  if err == "closed" then
+    conn.peer_closed = true
+    -- the client went away before its answer (a cancelled call): the log says so
+    if conn.state == "busy" and conn.entry then json.set(conn.entry, "client_closed", true) end
+  end
   if err and err ~= "timeout" and err ~= "closed" then self:close(conn); return end
   if conn.state == "read" then self:process(conn) end
   if conn.peer_closed and not conn.closed and conn.out == "" and conn.state ~= "busy" then self:close(conn) end
@@ -307,7 +312,10 @@ function _M:socket_sets()
     for listener in pairs(self.listeners) do recvt[#recvt + 1] = listener end
   end
   for sock, conn in pairs(self.conns) do
-    if (conn.state == "read" or conn.state == "hung") and not conn.peer_closed then recvt[#recvt + 1] = sock end
+    -- a busy connection is watched too: a client that gives up closes it
+    if (conn.state == "read" or conn.state == "hung" or conn.state == "busy") and not conn.peer_closed then
+      recvt[#recvt + 1] = sock
+    end
     if conn.out ~= "" then sendt[#sendt + 1] = sock end
   end
   return recvt, sendt
