@@ -47,6 +47,14 @@ local _M = {
 
   --- container_config() -> `docker run` arguments (see onecli.helpers).
   docker_args = helpers.docker_args,
+
+  --- Neovim: configures the :OneCLI command and the approvals watch
+  -- (onecli.nvim: the options of onecli.new plus the editor's own). Loaded
+  -- on first use, so plain Lua never loads the Neovim code.
+  ---@param opts? onecli.nvim.Options
+  setup = function(opts)
+    return require("onecli.nvim").setup(opts)
+  end,
 }
 
 local function settle(ok, ...)

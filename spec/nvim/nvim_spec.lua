@@ -28,13 +28,14 @@ describe("Neovim transport (nvim --headless)", function()
   end
 
   -- Runs :checkhealth onecli and returns the health buffer's text.
-  local function checkhealth(extra_env)
+  local function checkhealth(extra_env, before)
     local out = runner.tmp .. "/health.txt"
     os.remove(out)
     local _, log = runner:run(runner:env(extra_env), table.concat({
       "--cmd", shell_quote("lua package.path = '" .. ROOT .. "/lua/?.lua;" .. ROOT
         .. "/lua/?/init.lua;' .. package.path; package.cpath = '" .. ROOT
         .. "/build/luajit/?.so;/usr/lib/x86_64-linux-gnu/lua/5.1/?.so;' .. package.cpath"),
+      before and ("-c " .. shell_quote(before)) or "",
       "-c", shell_quote("checkhealth onecli"),
       "-c", shell_quote("write! " .. out),
       "-c", shell_quote("qa!"),
@@ -176,6 +177,17 @@ describe("Neovim transport (nvim --headless)", function()
       assert.matches("API key is accepted", text, 1, true)
       assert.is_nil(text:find(srv.api_key, 1, true))
       assert.is_nil(text:find("ERROR", 1, true), text)
+    end)
+
+    it("checks the server require('onecli').setup{} configured, before $ONECLI_URL", function()
+      local closed = "http://127.0.0.1:" .. closed_port()
+      local text = checkhealth({ ONECLI_URL = closed },
+                               "lua require('onecli').setup{ url = '" .. srv.url .. "' }")
+      assert.matches(srv.url, text, 1, true)
+      assert.matches("setup{ url }", text, 1, true)
+      assert.matches("answers GET /health", text, 1, true)
+      assert.is_nil(text:find(closed, 1, true))
+      assert.is_nil(text:find(srv.api_key, 1, true))
     end)
 
     it("reports a server that does not answer, still without the key", function()
