@@ -546,14 +546,26 @@ _M.HELPERS = {
     forms = { "onecli.new{ transport = require(\"onecli.transport.resty\").new{ timeout = 10 } }",
               "local nvim = require(\"onecli.transport.nvim\")",
               "local client = nvim.client{ url = … }   -- onecli.new options, Neovim transport",
-              "client.agents:list{ callback = function(agents, err) … end }",
-              "nvim.run(function() local agents = client.agents:list() end)" },
+              "local h = client.agents:list{ callback = function(agents, err) … end }",
+              "h:cancel()   h:wait(timeout_ms)   h:is_done()",
+              "nvim.run(function() local agents = client.agents:list() end)",
+              "local client = require(\"onecli.transport.uv\").client{ url = … }   -- a luv loop" },
     text = "`onecli.transport.resty` (nginx cosockets; retries wait with `ngx.sleep`) is "
       .. "selected automatically for a client created inside nginx (outside the init phases). "
-      .. "`onecli.transport.nvim` runs the transfers in a libcurl multi handle driven by "
-      .. "Neovim's `vim.loop`: a call made inside a coroutine (`nvim.run(fn)`) waits there "
-      .. "without blocking the editor, and a call with the per-call option "
-      .. "`callback = function(result, err) end` returns at once and calls it on the main loop." },
+      .. "`onecli.transport.nvim` runs the transfers in a libcurl multi handle woken by its "
+      .. "sockets (`vim.loop` poll handles and one timer, nothing active while idle): a call "
+      .. "made inside a coroutine (`nvim.run(fn)`) waits there without blocking the editor, and "
+      .. "a call with the per-call option `callback = function(result, err) end` returns a "
+      .. "handle at once and calls it on the main loop. `h:cancel()` ends that call only "
+      .. "(`err.code == \"CANCELLED\"`), `h:wait(ms)` waits for it (`vim.wait`; on timeout a "
+      .. "`timeout_error`, code `WAIT_TIMEOUT`, and the call goes on). `client:batch` runs its "
+      .. "calls side by side inside a coroutine. `onecli.transport.uv` is the same driver on a "
+      .. "plain luv loop." },
+  { title = "onecli.setup (Neovim)", check = "onecli.setup",
+    forms = { "require(\"onecli\").setup{ url = …, list = \"buffer\", approvals = { handler = … } }" },
+    text = "Configures the `:OneCLI` command (`agents`, `secrets`, `rules`, `approvals`, "
+      .. "`approvals watch`, `approvals stop`, `health`); takes the options of `onecli.new` "
+      .. "except `transport`. See the README's Neovim section." },
 }
 
 ---------------------------------------------------------------------------
@@ -1284,6 +1296,10 @@ function _M.meta_lua(endpoints)
   w("---@param opts? { dir: string }")
   w("---@return string[]")
   w("function onecli.docker_args(config, opts) end")
+  w("")
+  w("---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.")
+  w("---@param opts? onecli.nvim.Options")
+  w("function onecli.setup(opts) end")
   w("")
   w("---@param value any")
   w("---@return string")

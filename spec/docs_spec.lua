@@ -291,7 +291,7 @@ describe("generated docs", function()
       "client.batch_start",
       "client.request", "client.close", "client.has_api_key", "client.gateway_origin",
       "client.container_config", "onecli.docker_args", "onecli.try", "onecli.array",
-      "onecli.is_error",
+      "onecli.is_error", "onecli.setup",
     }
     local roots = { client = client, onecli = onecli }
     local things = {}
@@ -310,7 +310,8 @@ describe("generated docs", function()
         assert(things[helper.check], "HELPERS names an unchecked helper: " .. helper.check)
       end
     end
-    for _, mod in ipairs({ "onecli.transport.resty", "onecli.transport.nvim" }) do
+    for _, mod in ipairs({ "onecli.transport.resty", "onecli.transport.nvim",
+                             "onecli.transport.uv", "onecli.handle" }) do
       local f = io.open("lua/" .. mod:gsub("%.", "/") .. ".lua")
       assert(f, mod .. " is documented but missing")
       f:close()

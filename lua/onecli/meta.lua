@@ -49,6 +49,10 @@ function onecli.is_error(v) end
 ---@return string[]
 function onecli.docker_args(config, opts) end
 
+---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.
+---@param opts? onecli.nvim.Options
+function onecli.setup(opts) end
+
 ---@param value any
 ---@return string
 function onecli.json_encode(value) end
