@@ -27,7 +27,11 @@
 #   make lint       luacheck
 #   make fuzz       every libFuzzer target for FUZZ_SECONDS each (clang)
 #   make isolation  every test alone (busted --filter), one by one
-#   make install    install into PREFIX (LuaRocks variable names)
+#   make install    install into PREFIX (LuaRocks variable names), with
+#                   the onecli-standin command in BINDIR
+#   make rock       the source rock of the versioned rockspec, made offline
+#                   from this checkout (build/lua-onecli-<version>-1.src.rock;
+#                   ROCK_REF=v0.1.0 packs a tag instead): .ci/make-rock
 #   make clean      remove build/ and lua/onecli/core.so
 #
 # Variables follow LuaRocks' names, so `luarocks make` and distro
@@ -92,6 +96,9 @@ PREFIX      ?= /usr/local
 LUADIR      ?= $(PREFIX)/share/lua/$(LUA_VERSION)
 LIBDIR      ?= $(PREFIX)/lib/lua/$(LUA_VERSION)
 LUA_INCDIR  ?= /usr/include/lua$(LUA_VERSION)
+BINDIR      ?= $(PREFIX)/bin
+# the interpreter the installed onecli-standin runs with (its shebang)
+LUA         ?= lua$(LUA_VERSION)
 
 SOURCES     = csrc/core.c csrc/json.c csrc/jsondec.c csrc/jsonenc.c csrc/errors.c csrc/backoff.c csrc/url.c csrc/http.c \
               csrc/transport.c csrc/multi.c
@@ -110,7 +117,7 @@ DEB_TEST    = $(DEB_BUILD) lua-cjson lua-busted lua-socket lua-check luarocks op
 DEB_CHECK   = $(DEB_TEST) valgrind
 
 .PHONY: all plugin build demo test test-only deps deps-build deps-check asan \
-        valgrind lint install rock-check bench clean isolation
+        valgrind lint install rock-check rock bench clean isolation
 
 all: plugin
 
@@ -168,6 +175,9 @@ lint:
 
 rock-check:
 	@sh .ci/rock-check
+
+rock:
+	@sh .ci/make-rock
 
 # Runs every test of the suite alone (busted --filter on its full name),
 # under lua5.4: a test that passes only after another one fails here.
@@ -232,6 +242,9 @@ install: build/lua$(LUA_VERSION)/onecli/core.so
 	    install -d "$$d" && install -m 644 "$$f" "$$d/" || exit 1; \
 	done
 	install -m 755 build/lua$(LUA_VERSION)/onecli/core.so $(DESTDIR)$(LIBDIR)/onecli/
+	install -d $(DESTDIR)$(BINDIR)
+	sed '1s|^#!.*|#!/usr/bin/env $(LUA)|' bin/onecli-standin > $(DESTDIR)$(BINDIR)/onecli-standin
+	chmod 755 $(DESTDIR)$(BINDIR)/onecli-standin
 
 clean:
 	rm -rf build

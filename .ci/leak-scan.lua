@@ -4,7 +4,7 @@
 --                            [--max N] PATH...
 --
 -- --keys FILE    the keys the run used, one a line: "KIND KEY" or just "KEY"
---                (spec/standin/launcher.lua appends every key it passes to or
+--                (lua/onecli/standin/launcher.lua appends every key it passes to or
 --                reads from a stand-in when ONECLI_SPEC_KEYS_FILE names a
 --                file; .ci/test-all sets it to build/tap/keys.txt). FILE itself
 --                is never scanned.
@@ -169,7 +169,7 @@ do
 end
 if require_keys and #keys == 0 then
   print("no key recorded in " .. keys_file .. ": the run did not say which keys it used "
-    .. "(ONECLI_SPEC_KEYS_FILE, spec/standin/launcher.lua), so they could not be looked for")
+    .. "(ONECLI_SPEC_KEYS_FILE, lua/onecli/standin/launcher.lua), so they could not be looked for")
   os.exit(1)
 end
 

@@ -1,16 +1,16 @@
 -- `make demo`: starts the bundled local OneCLI stand-in server (v1 and v2
--- modes, on free ports of 127.0.0.1) and runs examples/quickstart.lua
--- against each, as a user would: a separate process configured through
--- the environment. Then stops the servers.
-package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
+-- modes, on free ports of 127.0.0.1, through onecli.testing) and runs
+-- examples/quickstart.lua against each, as a user would: a separate
+-- process configured through the environment. Then stops the servers.
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
 
-local launcher = require("standin.launcher")
+local testing = require("onecli.testing")
 
 local LUA_PATH = "./lua/?.lua;./lua/?/init.lua;;"
 local LUA_CPATH = "./build/lua5.4/?.so;;"
 
 local function run(mode)
-  local srv = launcher.start({ mode = mode, max_lifetime = 120 })
+  local srv = testing.start({ mode = mode, max_lifetime = 120 })
   print(("== quickstart against the stand-in in %s mode at %s"):format(mode, srv.url))
   io.stdout:flush()
   local cmd = ("env LUA_PATH='%s' LUA_CPATH='%s' ONECLI_URL='%s' %s lua5.4 examples/quickstart.lua")

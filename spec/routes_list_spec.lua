@@ -1,11 +1,11 @@
 -- The endpoint table against the list of routes kept beside the stand-in
--- (spec/standin/routes.lua): a route missing from the table, or one the
+-- (spec/routes/wrapped.lua): a route missing from the table, or one the
 -- list does not name, fails; and every v2.0.1 route of reference §14 that
 -- the client wraps is served by the v2 stand-in (not by a catch-all, a
 -- tombstone or the unknown-route answer).
 local onecli = require("onecli")
-local routes = require("standin.routes")
-local api = require("standin.api")
+local routes = require("routes.wrapped")
+local api = require("onecli.standin.api")
 
 local function row(name, method, path, base)
   return name .. " " .. method .. " " .. (base == "gateway" and "gateway:" or "") .. path

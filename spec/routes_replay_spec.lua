@@ -9,9 +9,9 @@
 -- it is skipped; the first test checks that the claims and the files agree.
 --
 --   busted --lua=lua5.4 spec/routes_replay_spec.lua [--filter=skills-]
-local json = require("standin.json")
-local client = require("standin.client")
-local launcher = require("standin.launcher")
+local json = require("onecli.standin.json")
+local client = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 local captures = require("support.captures")
 
 local format = string.format

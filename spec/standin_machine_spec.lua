@@ -1,13 +1,13 @@
 -- The stand-in's machine-only, browser-only and legacy v2 routes beyond
--- what the captures show (standin.machine, reference §14.3, §14.6,
+-- what the captures show (onecli.standin.machine, reference §14.3, §14.6,
 -- §14.10-14.13): the whole CLI login handshake, repeated imports, the
 -- install scripts' parameters, cloud-only mounts, tombstones and the
--- legacy organization aliases. Uses only luasocket (spec/standin/client.lua).
+-- legacy organization aliases. Uses only luasocket (lua/onecli/standin/client.lua).
 --
 --   busted --lua=lua5.4 spec/standin_machine_spec.lua
-local json = require("standin.json")
-local client = require("standin.client")
-local launcher = require("standin.launcher")
+local json = require("onecli.standin.json")
+local client = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 
 local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
 

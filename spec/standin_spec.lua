@@ -1,13 +1,13 @@
--- Proves that the OneCLI stand-in (spec/standin/server.lua) matches the
+-- Proves that the OneCLI stand-in (lua/onecli/standin/server.lua) matches the
 -- recorded real servers, and tests its control API. Uses only luasocket
--- (through spec/standin/client.lua), not the project's client library.
+-- (through lua/onecli/standin/client.lua), not the project's client library.
 --
 --   busted --lua=lua5.4 spec/standin_spec.lua
 --   busted --lua=luajit spec/standin_spec.lua
 local socket = require("socket")
-local json = require("standin.json")
-local client = require("standin.client")
-local launcher = require("standin.launcher")
+local json = require("onecli.standin.json")
+local client = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 local captures = require("support.captures")
 
 local gettime = socket.gettime

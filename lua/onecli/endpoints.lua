@@ -43,7 +43,7 @@
 -- parsed into a list of {id=, event=, data=}).
 --
 -- Names may nest: "org.secrets.list" is client.org.secrets:list(). Adding
--- an endpoint is adding one line here; spec/standin/routes.lua lists the
+-- an endpoint is adding one line here; spec/routes/wrapped.lua lists the
 -- same routes (a spec compares them). client:request() still reaches any
 -- route not wrapped. Not wrapped on purpose (reference §14 gives each
 -- reason):

@@ -8,7 +8,7 @@
 package.path = "spec/?.lua;lua/?.lua;lua/?/init.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local nvim = require("support.nvim")
 local net = require("support.net")
 

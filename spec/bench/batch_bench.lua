@@ -10,7 +10,7 @@ package.cpath = (os.getenv("ONECLI_BUILD_DIR") or ("build/" .. runtime)) .. "/?.
 local onecli = require("onecli")
 local core = require("onecli.core")
 require("onecli.batch")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 
 local N = tonumber(arg and arg[1]) or 50
 local DELAY = tonumber(arg and arg[2]) or 0.1

@@ -3,7 +3,7 @@
 -- reset server and a new client, and makes what it needs (new_agent,
 -- new_secret, default_agent): any one runs alone, in any order.
 local onecli = require("onecli")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local srv, client

@@ -2,7 +2,7 @@
 -- required, x-request-id on every response, retired routes answer 410).
 -- Each test starts from a reset server and a new client and makes what it
 -- needs: any one runs alone, in any order.
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local srv, client

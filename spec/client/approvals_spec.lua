@@ -1,7 +1,7 @@
 -- The approvals handler loop, end to end against the stand-in's gateway:
 -- several pending requests, a handler that fails once, a request that
 -- expires before its decision (410), one left for a human, and stop().
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 local core = require("onecli.core")
 

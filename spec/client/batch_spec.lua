@@ -3,7 +3,7 @@
 -- before anything is sent.
 local onecli = require("onecli")
 local batch = require("onecli.batch")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 local net = require("support.net")
 local socket = require("socket")

@@ -9,7 +9,7 @@
 -- enterprise_license_required on the unlicensed v2 stand-in (unlicensed).
 -- The last test checks that every endpoint has a case here.
 local onecli = require("onecli")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local ALL = { "v1", "cloud", "v2" }

@@ -7,7 +7,7 @@
 local onecli = require("onecli")
 local core = require("onecli.core")
 local client_mod = require("onecli.client")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 local socket = require("socket")
 

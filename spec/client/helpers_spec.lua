@@ -1,6 +1,6 @@
 -- agents:ensure and onecli.docker_args.
 local onecli = require("onecli")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 describe("client.agents:ensure", function()

@@ -1,7 +1,7 @@
 -- onecli.transport.uv on a plain luv loop (Debian's lua-luv, every
 -- runtime): the same socket-driven driver as Neovim's transport, with no
 -- Neovim. Each test runs the loop until its calls are over (bounded).
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 
 local has_luv, uv = pcall(require, "luv")
 if not has_luv then

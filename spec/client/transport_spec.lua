@@ -3,7 +3,7 @@
 -- verification, keep-alive, headers, and key redaction.
 local onecli = require("onecli")
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 local net = require("support.net")
 local socket = require("socket")

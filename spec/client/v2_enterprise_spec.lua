@@ -7,9 +7,9 @@
 -- lookup, provision claims, any path under an EE mount) over raw HTTP.
 -- Every test starts from a reset server.
 local onecli = require("onecli")
-local json = require("standin.json")
-local sclient = require("standin.client")
-local launcher = require("standin.launcher")
+local json = require("onecli.standin.json")
+local sclient = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local raised = api.raised

@@ -5,8 +5,8 @@
 -- pages, each_event, the event stream, attachments, turns, messages),
 -- turns:abort and client:runners(). Every test starts from a reset server.
 local onecli = require("onecli")
-local sclient = require("standin.client")
-local launcher = require("standin.launcher")
+local sclient = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local raised = api.raised

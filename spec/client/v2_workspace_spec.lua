@@ -4,9 +4,9 @@
 -- org.connections:by_provider and the status query of
 -- org.policy:get_default. Every test starts from a reset server.
 local onecli = require("onecli")
-local json = require("standin.json")
-local sclient = require("standin.client")
-local launcher = require("standin.launcher")
+local json = require("onecli.standin.json")
+local sclient = require("onecli.standin.client")
+local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
 local raised = api.raised

@@ -6,7 +6,7 @@
 -- logs the TCP connection of every request.
 local onecli = require("onecli")
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local fork = require("onecli_spec_fork")
 
 local srv

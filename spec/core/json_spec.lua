@@ -2,7 +2,7 @@
 -- core.null, core.array, core.empty_array.
 
 local core = require("onecli.core")
-local process = require("support.process")
+local process = require("onecli.standin.process")
 
 local HAS_INTEGERS = math.type ~= nil -- Lua 5.3/5.4; false on LuaJIT
 

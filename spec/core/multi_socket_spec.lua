@@ -4,7 +4,7 @@
 -- without any event loop: every socket libcurl asked for is handed back
 -- as ready, which libcurl tolerates (it checks for itself).
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 
 describe("core.new_multi{ sockets = true }", function()
   local srv

@@ -2,7 +2,7 @@
 -- many transfers at once, connection reuse, transport errors, timers,
 -- cancel and close.
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
 
 local srv

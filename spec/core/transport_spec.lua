@@ -1,6 +1,6 @@
 -- The libcurl transport of the C core, used directly.
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
 
 local srv

@@ -18,7 +18,7 @@
 -- waits at most `timeout` (10 s) for the port file, stop at most 4 s.
 local socket = require("socket")
 local net = require("support.net")
-local process = require("support.process")
+local process = require("onecli.standin.process")
 local wait_until = process.wait_until
 
 local _M = {}

@@ -7,7 +7,7 @@
 -- recorded (the gateway's decisions) is checked after Neovim exited. The
 -- server's URL and key reach Neovim through the environment (an env file
 -- sourced by the shell, so the key is on no command line).
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local onecli = require("onecli")
 local nvim = require("support.nvim")
 

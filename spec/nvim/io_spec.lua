@@ -1,7 +1,7 @@
 -- The Neovim transport's socket-driven I/O, request handles and batches,
 -- in a real `nvim --headless` against the stand-in (scenarios in
 -- spec/nvim/io_scenarios.lua, run through spec/support/nvim.lua).
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local nvim = require("support.nvim")
 
 local ROOT = nvim.root()

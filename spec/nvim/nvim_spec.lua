@@ -4,7 +4,7 @@
 -- observed to a file (a Lua literal) and quits; the assertions are here.
 -- The server's URL and key reach Neovim through the environment (an env
 -- file sourced by the shell, so the key is on no command line).
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local core = require("onecli.core")
 local net = require("support.net")
 local nvim = require("support.nvim")

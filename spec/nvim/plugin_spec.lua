@@ -9,7 +9,7 @@
 -- one copy gets a plain `make`, the other none. Child processes run with
 -- the sanitizer preload and make's own variables unset, so the spec works
 -- under every busted runtime, `make asan` and valgrind alike.
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
 local nvim_runner = require("support.nvim")
 local run_ok, read_file, write_file, shell_quote =

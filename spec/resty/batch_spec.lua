@@ -11,7 +11,7 @@
 -- ngx.update_time()). Skipped (pending) only when there is no nginx.
 local socket = require("socket")
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
 
 local NGINX = os.getenv("ONECLI_NGINX") or "/usr/sbin/nginx"

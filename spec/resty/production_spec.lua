@@ -29,9 +29,9 @@
 -- (pending) only when there is no nginx.
 local socket = require("socket")
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
-local process = require("support.process")
+local process = require("onecli.standin.process")
 
 local NGINX = os.getenv("ONECLI_NGINX") or "/usr/sbin/nginx"
 local DEFAULT_MODULES = "/usr/lib/nginx/modules"

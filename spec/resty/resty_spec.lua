@@ -9,7 +9,7 @@
 -- in onecli_resty_app.lua. Skipped (pending) only when there is no nginx.
 local socket = require("socket")
 local core = require("onecli.core")
-local launcher = require("standin.launcher")
+local launcher = require("onecli.standin.launcher")
 local net = require("support.net")
 
 local NGINX = os.getenv("ONECLI_NGINX") or "/usr/sbin/nginx"

@@ -129,7 +129,7 @@ function Runner:cleanup()
 end
 
 --- A runner. opts: root (the repository), srv (a stand-in from
--- standin.launcher, or nil), tmp (its directory; default a fresh one),
+-- onecli.standin.launcher, or nil), tmp (its directory; default a fresh one),
 -- plugins (start Neovim as a user's: see run).
 function _M.runner(opts)
   local tmp = opts.tmp
