@@ -48,6 +48,12 @@ local _M = {
   --- container_config() -> `docker run` arguments (see onecli.helpers).
   docker_args = helpers.docker_args,
 
+  --- docker_command(config, opts, image, ...) -> one sh-safe `docker run` line, argv.
+  docker_command = helpers.docker_command,
+
+  --- shell_quote(words) -> the words as one POSIX sh command line.
+  shell_quote = helpers.shell_quote,
+
   --- Neovim: configures the :OneCLI command and the approvals watch
   -- (onecli.nvim: the options of onecli.new plus the editor's own). Loaded
   -- on first use, so plain Lua never loads the Neovim code.

@@ -1,5 +1,4 @@
--- agents:ensure and onecli.docker_args.
-local onecli = require("onecli")
+-- agents:ensure (onecli.docker_args: docker_args_spec.lua).
 local launcher = require("onecli.standin.launcher")
 local api = require("support.api")
 
@@ -60,51 +59,5 @@ describe("client.agents:ensure", function()
 
   it("checks its argument", function()
     assert.has_error(function() client.agents:ensure({ name = "x" }) end)
-  end)
-end)
-
-describe("onecli.docker_args", function()
-  local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    os.execute("mkdir -p " .. dir)
-  end)
-  after_each(function()
-    os.execute("rm -rf " .. dir)
-  end)
-
-  local config = {
-    env = { HTTPS_PROXY = "http://x:aoc_token@gw:10255", NODE_USE_ENV_PROXY = "1",
-            ANTHROPIC_API_KEY = "placeholder" },
-    caCertificate = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-    caCertificateContainerPath = "/tmp/onecli-gateway-ca.pem",
-    credentialStubs = { { containerPath = "/root/.codex/auth.json", content = { OPENAI_API_KEY = "x" } } },
-  }
-
-  it("turns env into sorted -e arguments and mounts the files it writes", function()
-    local args = onecli.docker_args(config, { dir = dir })
-    assert.are.same({
-      "-e", "ANTHROPIC_API_KEY=placeholder",
-      "-e", "HTTPS_PROXY=http://x:aoc_token@gw:10255",
-      "-e", "NODE_USE_ENV_PROXY=1",
-      "-v", dir .. "/onecli-gateway-ca.pem:/tmp/onecli-gateway-ca.pem:ro",
-      "-v", dir .. "/stub-1-auth.json:/root/.codex/auth.json:ro",
-    }, args)
-    local f = assert(io.open(dir .. "/onecli-gateway-ca.pem"))
-    assert.are.equal(config.caCertificate, f:read("*a"))
-    f:close()
-    f = assert(io.open(dir .. "/stub-1-auth.json"))
-    assert.are.same({ OPENAI_API_KEY = "x" }, onecli.json_decode(f:read("*a")))
-    f:close()
-  end)
-
-  it("needs a directory when there are files to mount", function()
-    assert.has_error(function() onecli.docker_args(config) end)
-    assert.are.same({ "-e", "A=1" }, onecli.docker_args({ env = { A = "1" } }))
-  end)
-
-  it("rejects something that is not a container config", function()
-    assert.has_error(function() onecli.docker_args({}) end)
   end)
 end)
