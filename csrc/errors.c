@@ -733,7 +733,7 @@ static int error_tostring(lua_State *L)
 {
     luaL_Buffer b;
     int pushed = 0;
-    const char *status, *type, *message, *method, *path, *request_id, *hint;
+    const char *status, *type, *message, *method, *path, *request_id, *hint, *where;
     lua_Integer attempts = 1;
     double deadline = 0;
     size_t len;
@@ -747,6 +747,7 @@ static int error_tostring(lua_State *L)
     path = field_string(L, "path", &pushed);
     request_id = field_string(L, "request_id", &pushed);
     hint = field_string(L, "hint", &pushed);
+    where = field_string(L, "where", &pushed);
     lua_getfield(L, 1, "attempts");
     pushed++;
     if (lua_type(L, -1) == LUA_TNUMBER)
@@ -796,6 +797,10 @@ static int error_tostring(lua_State *L)
             luaL_addstring(&b, n);
         }
         luaL_addchar(&b, ')');
+    }
+    if (where) {     /* where the user's code called: set when raised */
+        luaL_addstring(&b, " at ");
+        add_one_line(&b, where, 256);
     }
     if (hint) {
         luaL_addstring(&b, "; hint: ");

@@ -200,7 +200,15 @@ _M.CLIENT_OPTIONS = {
   { "ca_file", "string", "system CAs", "PEM bundle to verify the server with" },
   { "insecure", "boolean", "`false`", "`true` turns TLS verification off" },
   { "raise", "boolean", "`true`", "`false`: methods return `nil, err` instead of raising" },
-  { "log", "fun(line: string)", "none", "called with one line per attempt and per retry (never the key)" },
+  { "log_level", "\"off\"|\"error\"|\"warn\"|\"info\"|\"debug\"|\"trace\"",
+    "`ONECLI_LOG`, else off (`debug` with a `log` function)",
+    "how much is logged: failures, attempts, decisions, bodies (README \"Seeing what it does\")" },
+  { "log", "fun(line: string, level: string)", "none; with a level, stderr / `ngx.log` / Neovim's log file",
+    "called with each log line (never the key)" },
+  { "on_request", "fun(info: table)", "none",
+    "called before every attempt: method, url, path, headers (Authorization masked), attempt, batch" },
+  { "on_response", "fun(info: table)", "none",
+    "called after every attempt: + status, duration, request_id, error, retry_in, the answer's headers" },
   { "user_agent", "string", "none", "your product token, appended to the client's" },
   { "sleep", "fun(seconds: number)", "`core.sleep`, or the transport's `sleep`",
     "how the retry loop waits" },
@@ -226,8 +234,11 @@ _M.CALL_OPTIONS = {
   { "max_retries", "integer", "automatic retries for this call, 0–10" },
   { "headers", "table<string, string>", "extra request headers (one-line values)" },
   { "raise", "boolean", "`false`: return `nil, err` instead of raising" },
-  { "callback", "fun(result: any, err: onecli.Error?)",
+  { "callback", "fun(result: any, err: onecli.Error?, meta: table?)",
     "asynchronous transports only (Neovim): run the call in the background and call this" },
+  { "meta", "boolean", "`true`: return `result, meta` (status, headers, request_id, attempts, duration)" },
+  { "on_request", "fun(info: table)", "a hook for this call's attempts, after the client's" },
+  { "on_response", "fun(info: table)", "a hook for this call's attempts, after the client's" },
 }
 
 -- Object shapes (reference sections 6.14, 7 and 8.3): name, description,
@@ -480,11 +491,19 @@ _M.HELPERS = {
     forms = { "local config = client:container_config{ agent = \"research-bot\" }",
               "local args = onecli.docker_args(config, { dir = \"/tmp/onecli\" })" },
     text = "`container_config` (generated, see [client:container_config](#clientcontainer_config)) "
-      .. "returns a [ContainerConfig](#containerconfig). `onecli.docker_args` turns it into a "
-      .. "list of `docker run` arguments: `\"-e\", \"NAME=value\"` for every variable (sorted "
-      .. "by name), then `\"-v\", \"host:container:ro\"` for the gateway CA certificate and "
-      .. "each credential stub, which it writes into `dir` on this host (`dir` is required "
-      .. "when there are files to mount; a relative one is made absolute)." },
+      .. "returns a [ContainerConfig](#containerconfig). `onecli.docker_args` turns it into the "
+      .. "`docker run` arguments the Node SDK's `applyContainerConfig` (`@onecli-sh/sdk` 2.2.1) "
+      .. "pushes: `-e NAME=value` per variable (server order), the gateway CA mount, a combined "
+      .. "CA bundle (host CAs then the gateway CA; `SSL_CERT_FILE`, `DENO_CERT`), each credential "
+      .. "stub, and `--add-host host.docker.internal:host-gateway` on Linux. Files are written "
+      .. "into `dir`. Options: `combine_ca_bundle`, `add_host_mapping`, `platform`, `system_ca`, "
+      .. "`args`." },
+  { title = "onecli.docker_command and onecli.shell_quote", check = "onecli.docker_command",
+    forms = { "local cmd, argv = onecli.docker_command(config, { dir = dir, run_args = { \"--rm\" }, mask = true }, image, ...)",
+              "local line = onecli.shell_quote({ \"echo\", \"it's\" })" },
+    text = "`docker_command` is the whole `docker run` command as one POSIX-sh-safe string, and "
+      .. "its argument list; `mask = true` shows the agent's token (inside the proxy variables) "
+      .. "as `***` in the string only. `shell_quote` quotes any list of words." },
   { title = "client.approvals:runner and :run", check = "client.approvals.runner",
     forms = { "local runner = client.approvals:runner(handler [, opts])",
               "local stats = client.approvals:run(handler [, opts])   -- runner(...):run()" },
@@ -1289,13 +1308,29 @@ function _M.meta_lua(endpoints)
   w("---@return boolean")
   w("function onecli.is_error(v) end")
   w("")
-  w("---Turns a container config into `docker run` arguments: `\"-e\", \"NAME=value\"` for")
-  w("---every variable (sorted), and `\"-v\", \"host:container:ro\"` for the CA certificate and")
-  w("---the credential stubs, which are written into `opts.dir` on this host.")
+  w("---Turns a container config into the `docker run` arguments of the Node SDK's")
+  w("---`applyContainerConfig`: `-e NAME=value` per variable (server order), the gateway CA and")
+  w("---a combined CA bundle (host CAs, then the gateway CA) mounted from `opts.dir`, each")
+  w("---credential stub, and `--add-host host.docker.internal:host-gateway` on Linux.")
   w("---@param config onecli.ContainerConfig")
-  w("---@param opts? { dir: string }")
+  w("---@param opts? { dir?: string, combine_ca_bundle?: boolean, add_host_mapping?: boolean, platform?: string, system_ca?: string|string[], args?: string[] }")
   w("---@return string[]")
   w("function onecli.docker_args(config, opts) end")
+  w("")
+  w("---The `docker run` command for a container config as one POSIX-sh-safe string, and its")
+  w("---argument list. `mask = true` hides the agent's token in the string only.")
+  w("---@param config onecli.ContainerConfig")
+  w("---@param opts? { dir?: string, docker?: string, run_args?: string[], mask?: boolean }")
+  w("---@param image string")
+  w("---@param ... string the command run in the container")
+  w("---@return string command")
+  w("---@return string[] argv")
+  w("function onecli.docker_command(config, opts, image, ...) end")
+  w("")
+  w("---Quotes words for POSIX sh, as one command line.")
+  w("---@param words string[]")
+  w("---@return string")
+  w("function onecli.shell_quote(words) end")
   w("")
   w("---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.")
   w("---@param opts? onecli.nvim.Options")
@@ -1383,6 +1418,10 @@ function _M.meta_lua(endpoints)
   w("---@field request_sent boolean? transport failures: false when the request provably never left")
   w("---@field connection_reused boolean? a reused connection closed before answering")
   w("---@field deadline number? the call's deadline (seconds) when it ended the call")
+  w("---@field headers table<string, string>? the last answer's headers (lower-cased names)")
+  w("---@field duration number? seconds the whole call took")
+  w("---@field where string? raised errors: file:line of the user's code that made the call")
+  w("---@field traceback string? raised errors: a traceback from that frame")
   w("")
 
   -- the client

@@ -66,6 +66,7 @@ build = {
     ["onecli.nvim.approvals"] = "lua/onecli/nvim/approvals.lua",
     ["onecli.nvim.command"] = "lua/onecli/nvim/command.lua",
     ["onecli.nvim.ui"] = "lua/onecli/nvim/ui.lua",
+    ["onecli.observe"] = "lua/onecli/observe.lua",
     ["onecli.pagination"] = "lua/onecli/pagination.lua",
     ["onecli.pipeline"] = "lua/onecli/pipeline.lua",
     ["onecli.retry"] = "lua/onecli/retry.lua",

@@ -253,6 +253,7 @@ describe("generated docs", function()
       project_id = "proj_1", workspace_id = "ws_1", timeout = 5, connect_timeout = 2,
       max_retries = 1, deadline = 9,
       headers = { ["X-Test"] = "1" }, raise = false, callback = function() end,
+      meta = true, on_request = function() end, on_response = function() end,
     }
     local ep = client_mod.endpoint["secrets.list"]
     for _, o in ipairs(gen.CALL_OPTIONS) do
@@ -291,7 +292,7 @@ describe("generated docs", function()
       "client.batch_start",
       "client.request", "client.close", "client.has_api_key", "client.gateway_origin",
       "client.container_config", "onecli.docker_args", "onecli.try", "onecli.array",
-      "onecli.is_error", "onecli.setup",
+      "onecli.is_error", "onecli.setup", "onecli.docker_command", "onecli.shell_quote",
     }
     local roots = { client = client, onecli = onecli }
     local things = {}

@@ -12,12 +12,18 @@
 -- ("approve"/"deny", true/false; nil leaves the request undecided). A
 -- request is never handed to the handler again while it is in flight, nor
 -- after it was left undecided (it is excluded from the next polls until it
--- expires). A handler that raises gets the request again on a later poll.
+-- expires). A handler that raises gets the request again on a later poll;
+-- its failure goes to on_error(err, request) and to the client's log (at
+-- "error"; to stderr, ngx.log or Neovim's log file when the client logs
+-- nothing and there is no on_error), naming the request: id, method, URL
+-- without its query, agent.
 -- Failures back off exponentially. stop() ends the loop after the current
 -- step (a poll that is already waiting finishes first).
 
 local core = require("onecli.core")
 local client_mod = require("onecli.client")
+local observe = require("onecli.observe")
+local keys = require("onecli.keys")
 
 local type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable =
       type, pairs, ipairs, pcall, error, tostring, tonumber, setmetatable
@@ -68,20 +74,54 @@ function Runner:stop()
   self.stopped = true
 end
 
+-- Stopped by stop() or the stop option (max_polls aside).
+function Runner:_stopped()
+  return self.stopped or (self.opts.stop ~= nil and self.opts.stop() and true) or false
+end
+
 function Runner:done()
-  if self.stopped then
-    return true
-  end
-  if self.opts.stop and self.opts.stop() then
+  if self:_stopped() then
     return true
   end
   return self.opts.max_polls ~= nil and self.stats.polls >= self.opts.max_polls
 end
 
+-- A request in a log line: its id, method, URL without the query (an
+-- agent's URL may carry a token there) and agent; never its body.
+local function describe(request)
+  if type(request) ~= "table" then
+    return "a request"
+  end
+  local url = type(request.url) == "string" and request.url or "?"
+  local bare = url:match("^([^?#]*)")
+  if bare ~= url then
+    bare = bare .. "?..."
+  end
+  local agent = type(request.agent) == "table" and request.agent or {}
+  local who = agent.name or agent.identifier or agent.externalId or agent.id
+  return ("request %s (%s %s%s)"):format(tostring(request.id), tostring(request.method or "?"),
+    bare, who and (", agent " .. tostring(who)) or "")
+end
+
+-- Counts a failure, hands it to on_error, and logs it: a failing handler
+-- (or a decision the gateway refused) at "error" (through the host's
+-- default sink when the client logs nothing: never silent), a failed poll
+-- at "warn".
 function Runner:_error(err, request)
   self.stats.errors = self.stats.errors + 1
   if self.opts.on_error then
     self.opts.on_error(err, request)
+  end
+  local client = self.client
+  if request == nil then
+    observe.log(client, "warn", "onecli: approvals: polling failed: " .. tostring(err))
+    return
+  end
+  local line = "onecli: approvals: handling " .. describe(request) .. " failed: " .. tostring(err)
+  if client._logger then
+    observe.log(client, "error", line)
+  elseif not self.opts.on_error then
+    observe.default_sink()(core.redact(line:sub(1, 2048), keys.get(client)), "error")
   end
 end
 
@@ -182,7 +222,8 @@ function Runner:step()
   self.failures = 0
   local failed_before = self.stats.errors
   for _, request in ipairs(type(res) == "table" and res.requests or {}) do
-    if self:done() then
+    -- (the last poll that max_polls allows is still handled)
+    if self:_stopped() then
       break
     end
     if type(request) == "table" and request.id and not self.in_flight[request.id]

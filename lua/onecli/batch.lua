@@ -54,6 +54,8 @@ local client_mod = require("onecli.client")
 local retry = require("onecli.retry")
 local light = require("onecli.batch_threads")
 local async = require("onecli.batch_async")
+local observe = require("onecli.observe")
+local pipeline = require("onecli.pipeline")
 
 local error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable =
       error, type, pairs, ipairs, pcall, setmetatable, tostring, getmetatable
@@ -371,6 +373,9 @@ local function new_batch(client, calls, opts, level)
     end
     if rec and rec.opts.callback ~= nil then
       rec, msg = nil, "the 'callback' option has no meaning in a batch"
+    elseif rec and rec.opts.meta ~= nil then
+      rec, msg = nil, "the 'meta' option has no meaning in a batch (use on_response for "
+        .. "each attempt's status, headers and request id)"
     end
     if not rec then
       error(fmt("onecli: batch: call #%d%s: %s", i, call_label(call), msg), level)
@@ -474,6 +479,9 @@ function Batch:_start(rec)
   rec.attempt = rec.attempt + 1
   rec.started = now()
   rec.state = "inflight"
+  if client._logger or client._on_request or rec.opts.on_request then
+    observe.attempt_start(client, rec.req, rec.attempt, rec.opts, true)
+  end
   self.inflight = self.inflight + 1
   rec.id = self.hub:add(rec.req, self)
   self.by_id[rec.id] = rec
@@ -528,20 +536,30 @@ function Batch:_settle(rec, d)
     result, err = interpret(req, rec.expect, nil, d.err)
   else
     result, err = interpret(req, rec.expect, d.status, d.headers, d.body, d.value)
+    if err and err.headers == nil and type(d.headers) == "table" then
+      err.headers = observe.masked_headers(d.headers, req.secret)   -- a server may echo the key
+    end
   end
-  if client._logger then
-    client:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d, batch)", rec.method, req.path,
-                    err and ((err.status and (err.status .. " ") or "") .. err.type) or "ok",
-                    floor((now() - rec.started) * 1000 + 0.5), n))
+  local delay
+  if err ~= nil then
+    if rec.cut then
+      retry.cut_short(err, rec.policy)
+    end
+    delay = next_delay(err, n, rec.policy)
+  end
+  if client._logger or client._on_response or rec.opts.on_response then
+    observe.attempt_done(client, {
+      method = rec.method, path = req.path, url = req.url, req = req, opts = rec.opts,
+      status = d.status or (err and err.status), headers = d.headers, err = err,
+      request_id = pipeline.request_id_of(d.headers, err), duration = now() - rec.started,
+      attempt = n, of = (rec.policy.max_retries or 0) + 1, retry_in = delay, batch = true,
+      body = d.body, value = d.value,
+    })
   end
   if err == nil then
     client:_after(rec.ep, result, req.secret)
     return self:_finish(rec, result)
   end
-  if rec.cut then
-    retry.cut_short(err, rec.policy)
-  end
-  local delay = next_delay(err, n, rec.policy)
   if delay then
     rec.last_err = err
     return self:_again(rec, delay)

@@ -21,11 +21,11 @@ local methods = require("onecli.methods")
 local pipeline = require("onecli.pipeline")
 local dispatch = require("onecli.dispatch")
 local nginx = require("onecli.nginx")
+local observe = require("onecli.observe")
 
 local error, type, pairs, ipairs, setmetatable, pcall, tostring =
       error, type, pairs, ipairs, setmetatable, pcall, tostring
 local fmt = string.format
-local redact = core.redact
 
 local _M = { _VERSION = core._VERSION }
 
@@ -65,16 +65,10 @@ function Client:has_api_key()
   return keys.get(self) ~= nil
 end
 
--- A log line is redacted and bounded (a 1 MB id must not make a 1 MB line).
-local LOG_LINE_MAX = 2048
-
-function Client:_log(line)
-  if self._logger then
-    if #line > LOG_LINE_MAX then
-      line = line:sub(1, LOG_LINE_MAX - 3) .. "..."
-    end
-    self._logger(redact(line, keys.get(self)))
-  end
+--- Logs a line at `level` (default "debug"), redacted and bounded (see
+-- onecli.observe).
+function Client:_log(line, level)
+  observe.log(self, level or "debug", line)
 end
 
 for name, fn in pairs(pipeline.methods) do
@@ -202,10 +196,19 @@ function _M.new(opts)
     raise = raise,
     insecure = opts.insecure == true,
     _base_path = s.base_path,
-    _logger = opts.log,
+
     _gateway_url = s.gateway_url,
     _fallbacks = {},
   }, Client)
+  local level, sink = observe.settings(opts, function(name)
+    local v = (opts.getenv or os.getenv)(name)
+    return type(v) == "string" and v or nil
+  end)
+  if not level then
+    error("onecli.new: " .. sink, 2)
+  end
+  self._log_level, self._logger = level, sink
+  self._on_request, self._on_response = opts.on_request, opts.on_response
   keys.set(self, s.api_key)
   self._headers = opts.headers
   self._transport = opts.transport        -- fixed; else chosen per call

@@ -30,7 +30,8 @@ _M.CLIENT_OPTIONS = {
   ca_file = "string", insecure = "boolean", user_agent = "string",
   raise = "boolean", transport = "transport", sleep = "function",
   log = "function", getenv = "function", gateway_url = "string",
-  workspace_id = "string", deadline = "number",
+  workspace_id = "string", deadline = "number", log_level = "string",
+  on_request = "function", on_response = "function",
 }
 
 -- Options of the OpenResty transport, accepted inside nginx only.
@@ -47,6 +48,7 @@ _M.CALL_OPTIONS = {
   project_id = "string", timeout = "number", connect_timeout = "number",
   max_retries = "number", headers = "table", raise = "boolean",
   callback = "function", workspace_id = "string", deadline = "number",
+  on_request = "function", on_response = "function", meta = "boolean",
 }
 
 -- Bounds of the numeric options: { low, high, low is allowed }. NaN and

@@ -69,15 +69,15 @@ end
 
 -- The call is over: keep the outcome, run the callback once (through the
 -- host's schedule, on its main loop).
-function Handle:_finish(result, err)
+function Handle:_finish(result, err, meta)
   if self._done then
     return
   end
   self._done = true
-  self._result, self._err = result, err
+  self._result, self._err, self._meta = result, err, meta
   local on_done = self._on_done
   if on_done then
-    self._schedule(function() on_done(result, err) end)
+    self._schedule(function() on_done(result, err, meta) end)
   end
 end
 
@@ -112,8 +112,9 @@ end
 --- Waits for the call, running the host's loop (Neovim: vim.wait, which
 -- keeps timers and callbacks going but not typing) at most `timeout_ms`
 -- milliseconds (default: no limit). Returns the result, or nil and the
--- error object; on timeout nil and a timeout_error with code
--- WAIT_TIMEOUT, and the call goes on.
+-- error object (and, for a call with the meta option, its metadata third);
+-- on timeout nil and a timeout_error with code WAIT_TIMEOUT, and the call
+-- goes on.
 ---@param timeout_ms? number
 ---@return any result
 ---@return onecli.Error? err
@@ -136,7 +137,7 @@ function Handle:wait(timeout_ms)
     err.retryable = false
     return nil, err
   end
-  return self._result, self._err
+  return self._result, self._err, self._meta
 end
 
 --- Starts work() (which returns result, err) in a coroutine of its own
@@ -153,8 +154,8 @@ function _M.start(spec, work, on_done)
     _done = false,
   }, Handle)
   local co = co_create(function()
-    local result, err = work()
-    self:_finish(result, err)
+    local result, err, meta = work()
+    self:_finish(result, err, meta)
   end)
   self._co = co
   -- a bug or a transport misuse: still an error object for the callback

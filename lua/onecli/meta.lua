@@ -41,13 +41,29 @@ function onecli.array(t) end
 ---@return boolean
 function onecli.is_error(v) end
 
----Turns a container config into `docker run` arguments: `"-e", "NAME=value"` for
----every variable (sorted), and `"-v", "host:container:ro"` for the CA certificate and
----the credential stubs, which are written into `opts.dir` on this host.
+---Turns a container config into the `docker run` arguments of the Node SDK's
+---`applyContainerConfig`: `-e NAME=value` per variable (server order), the gateway CA and
+---a combined CA bundle (host CAs, then the gateway CA) mounted from `opts.dir`, each
+---credential stub, and `--add-host host.docker.internal:host-gateway` on Linux.
 ---@param config onecli.ContainerConfig
----@param opts? { dir: string }
+---@param opts? { dir?: string, combine_ca_bundle?: boolean, add_host_mapping?: boolean, platform?: string, system_ca?: string|string[], args?: string[] }
 ---@return string[]
 function onecli.docker_args(config, opts) end
+
+---The `docker run` command for a container config as one POSIX-sh-safe string, and its
+---argument list. `mask = true` hides the agent's token in the string only.
+---@param config onecli.ContainerConfig
+---@param opts? { dir?: string, docker?: string, run_args?: string[], mask?: boolean }
+---@param image string
+---@param ... string the command run in the container
+---@return string command
+---@return string[] argv
+function onecli.docker_command(config, opts, image, ...) end
+
+---Quotes words for POSIX sh, as one command line.
+---@param words string[]
+---@return string
+function onecli.shell_quote(words) end
 
 ---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.
 ---@param opts? onecli.nvim.Options
@@ -80,7 +96,10 @@ function onecli.json_decode(text) end
 ---@field ca_file? string PEM bundle to verify the server with
 ---@field insecure? boolean true turns TLS verification off
 ---@field raise? boolean false: methods return nil, err instead of raising
----@field log? fun(line: string) called with one line per attempt and per retry (never the key)
+---@field log_level? "off"|"error"|"warn"|"info"|"debug"|"trace" how much is logged: failures, attempts, decisions, bodies (README "Seeing what it does")
+---@field log? fun(line: string, level: string) called with each log line (never the key)
+---@field on_request? fun(info: table) called before every attempt: method, url, path, headers (Authorization masked), attempt, batch
+---@field on_response? fun(info: table) called after every attempt: + status, duration, request_id, error, retry_in, the answer's headers
 ---@field user_agent? string your product token, appended to the client's
 ---@field sleep? fun(seconds: number) how the retry loop waits
 ---@field transport? onecli.Transport any object with :request(req)
@@ -103,7 +122,10 @@ function onecli.json_decode(text) end
 ---@field max_retries? integer automatic retries for this call, 0–10
 ---@field headers? table<string, string> extra request headers (one-line values)
 ---@field raise? boolean false: return nil, err instead of raising
----@field callback? fun(result: any, err: onecli.Error?) asynchronous transports only (Neovim): run the call in the background and call this
+---@field callback? fun(result: any, err: onecli.Error?, meta: table?) asynchronous transports only (Neovim): run the call in the background and call this
+---@field meta? boolean true: return result, meta (status, headers, request_id, attempts, duration)
+---@field on_request? fun(info: table) a hook for this call's attempts, after the client's
+---@field on_response? fun(info: table) a hook for this call's attempts, after the client's
 
 ---Options of `client:request`.
 ---@class onecli.RequestOptions: onecli.CallOptions
@@ -159,6 +181,10 @@ function onecli.json_decode(text) end
 ---@field request_sent boolean? transport failures: false when the request provably never left
 ---@field connection_reused boolean? a reused connection closed before answering
 ---@field deadline number? the call's deadline (seconds) when it ended the call
+---@field headers table<string, string>? the last answer's headers (lower-cased names)
+---@field duration number? seconds the whole call took
+---@field where string? raised errors: file:line of the user's code that made the call
+---@field traceback string? raised errors: a traceback from that frame
 
 ---A OneCLI client (`onecli.new`).
 ---@class onecli.Client

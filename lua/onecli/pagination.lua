@@ -68,6 +68,9 @@ function _M.method(ep, parse_args, perform, fail)
       local msg = tostring(path):gsub("^[^\n]-:%d+: ", "", 1)
       error((msg:gsub("^onecli: " .. ep.name:gsub("%p", "%%%0"), label, 1)), 2)
     end
+    if checked_opts.meta ~= nil then
+      error(fmt("%s: an iterator takes no meta option (call %s page by page for that)", label, ep.name), 2)
+    end
     if checked_opts.callback ~= nil then
       error(fmt("%s: an iterator takes no callback (call %s page by page for that)", label, ep.name), 2)
     end

@@ -14,10 +14,10 @@ local config = require("onecli.config")
 local keys = require("onecli.keys")
 local nginx = require("onecli.nginx")
 local sse = require("onecli.sse")
+local observe = require("onecli.observe")
 
 local error, type, pairs, tostring = error, type, pairs, tostring
-local fmt = string.format
-local floor = math.floor
+local getinfo, traceback = debug.getinfo, debug.traceback
 local json_decode, null = core.json_decode, core.null
 local normalize = core.normalize
 local now = core.now
@@ -165,7 +165,8 @@ function Client:_request_table(method, path, body, query, opts, ep)
     -- the C transports decode a JSON success from their buffer (no body
     -- string) and keep only the headers a success needs
     decode = expect == "json" or expect == "json_or_null",
-    response_headers = "errors",
+    -- (all of them when the call asked for its metadata)
+    response_headers = not opts.meta and "errors" or nil,
     -- server-sent events: the timeout after a 2xx head ends the stream,
     -- and the events that came are the answer (not a timeout error)
     listen = expect == "events" or nil,
@@ -179,7 +180,7 @@ function Client:_after(ep, result, key)
       and key:sub(1, 7) ~= "oc_org_" then
     -- the old key stopped working the moment the server answered
     keys.set(self, result.apiKey)
-    self:_log("onecli: the client now uses the regenerated API key")
+    observe.log(self, "debug", "onecli: the client now uses the regenerated API key")
   end
 end
 
@@ -195,11 +196,6 @@ function Client:_policy(method, ep, opts)
     base = self.backoff_base,
     max = self.backoff_max,
     max_retry_after = self.max_retry_after,
-    on_retry = self._logger and function(e, n, delay)
-      self:_log(fmt("onecli: retrying %s %s in %.2f s after %s%s (attempt %d of %d)",
-                    e.method or method, e.path or "?", delay, e.status and (e.status .. " ") or "",
-                    e.type, n, max_retries + 1))
-    end,
   }
 end
 
@@ -218,9 +214,21 @@ function Client:_route(ep, path, fallback_path)
   return path, fallback_path
 end
 
+-- The request id of an answer: its x-request-id header, or the error's.
+local function request_id_of(headers, err)
+  if err and err.request_id then
+    return err.request_id
+  end
+  local id = type(headers) == "table" and headers["x-request-id"]
+  return type(id) == "string" and id or nil
+end
+_M.request_id_of = request_id_of
+
 -- Sends one call with retries; returns result or nil, err (never raises
--- for API failures).
-function Client:_perform(method, path, body, query, opts, ep, fallback_path, expires)
+-- for API failures), and with opts.meta the call's metadata:
+-- result, nil, { status, headers, request_id, attempts, duration, method, path }.
+function Client:_perform(method, path, body, query, opts, ep, fallback_path, expires, began)
+  began = began or now()
   path, fallback_path = self:_route(ep, path, fallback_path)
   local req, err = self:_request_table(method, path, body, query, opts, ep)
   if not req then
@@ -236,31 +244,87 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path, exp
   policy.path, policy.secret = req.path, req.secret
   policy.expires = expires          -- a fallback route (or a batch) keeps the call's deadline
 
+  local observed = self._logger or self._on_request or self._on_response
+    or opts.on_request or opts.on_response
+  local last = {}                   -- the last attempt's answer (metadata, errors)
   local function attempt(n, timeout, connect_timeout)
     local started = now()
     req.timeout, req.connect_timeout = timeout, connect_timeout
-    local result, e = interpret(req, expect, transport:request(req))
-    if self._logger then
-      self:_log(fmt("onecli: %s %s -> %s (%d ms, attempt %d)", method, req.path,
-                    e and ((e.status and (e.status .. " ") or "") .. e.type) or "ok",
-                    floor((now() - started) * 1000 + 0.5), n))
+    if observed then
+      observe.attempt_start(self, req, n, opts)
+    end
+    local status, headers, rbody, value = transport:request(req)
+    local result, e = interpret(req, expect, status, headers, rbody, value)
+    last.status = status
+    last.headers = status and type(headers) == "table" and headers or nil
+    last.duration = now() - started
+    if e and last.headers and e.headers == nil then
+      e.headers = observe.masked_headers(last.headers, key)   -- a server may echo the key
+    end
+    if observed then
+      last.body, last.value = rbody, value
     end
     return result, e
   end
+  if observed then
+    -- one line (and one on_response) per attempt, with the retry decision
+    policy.on_attempt = function(n, e, delay)
+      observe.attempt_done(self, {
+        method = method, path = req.path, url = req.url, req = req, opts = opts,
+        status = last.status or (e and e.status), headers = last.headers, err = e,
+        request_id = request_id_of(last.headers, e), duration = last.duration or 0,
+        attempt = n, of = (policy.max_retries or 0) + 1, retry_in = delay,
+        body = last.body, value = last.value,
+      })
+      last.body, last.value = nil, nil
+    end
+  end
 
-  local result
-  result, err = retry.run(attempt, policy)
+  local result, failure, attempts = retry.run(attempt, policy)
+  err = failure
   self:_after_io()
   if err and fallback_path and unknown_route(err) then
     -- an older server: the route has its v1 name there
     self._fallbacks[ep.name] = true
-    return self:_perform(method, fallback_path, body, query, opts, ep, nil, policy.expires)
+    observe.log(self, "debug", "onecli: " .. method .. " " .. req.path
+                .. ": the server does not know this route; using its v1 name from now on")
+    return self:_perform(method, fallback_path, body, query, opts, ep, nil, policy.expires, began)
   end
   if err then
+    err.duration = now() - began
     return nil, err
   end
   self:_after(ep, result, key)
+  if opts.meta then
+    return result, nil, {
+      status = last.status, headers = observe.masked_headers(last.headers, key),
+      request_id = request_id_of(last.headers), attempts = attempts,
+      duration = now() - began, method = method, path = req.path,
+    }
+  end
   return result
+end
+
+-- Where the user's code called the library: the first frame (from the
+-- caller of _fail up) whose source is not one of onecli's own files.
+-- Returns "file:line" and a traceback from there, or nil.
+local OWN = (getinfo(1, "S").source or ""):match("^@(.*[/\\])[^/\\]*$")
+local function caller_frame()
+  if OWN == nil then
+    return nil
+  end
+  for level = 3, 40 do
+    local info = getinfo(level, "Sl")
+    if info == nil then
+      return nil
+    end
+    local src = info.source or ""
+    if info.what ~= "C" and src:sub(1, 1) == "@" and src:sub(2, #OWN + 1) ~= OWN
+        and info.currentline and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline, level
+    end
+  end
+  return nil
 end
 
 -- Raises or returns err as the call's options say.
@@ -273,6 +337,15 @@ function Client:_fail(err, opts)
     if nginx.inside() then
       nginx.raise_string(err)    -- nginx prints only string errors
     end
+    -- the user's line: tostring(err) ends "at file:line", which is what
+    -- lua5.4 prints for an uncaught error object; err.traceback has the rest
+    if err.where == nil then
+      local where, level = caller_frame()
+      if where then
+        err.where = where
+        err.traceback = traceback("onecli: " .. tostring(err.type) .. " raised at " .. where, level)
+      end
+    end
     error(err, 0)
   end
   return nil, err
@@ -280,9 +353,12 @@ end
 
 --- Sends one API request with retries and raises (or returns) errors.
 function Client:_send(method, path, body, query, opts, ep, fallback_path)
-  local result, err = self:_perform(method, path, body, query, opts, ep, fallback_path)
+  local result, err, meta = self:_perform(method, path, body, query, opts, ep, fallback_path)
   if err then
     return self:_fail(err, opts)
+  end
+  if meta then
+    return result, meta
   end
   return result
 end

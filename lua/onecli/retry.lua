@@ -135,7 +135,9 @@ end
 --- Runs attempt(n, timeout, connect_timeout) until it succeeds or
 -- retrying stops. attempt returns result (success) or nil, err.
 -- policy: as for next_delay, plus sleep=function(seconds), and timeout,
--- connect_timeout, deadline (seconds; optional).
+-- connect_timeout, deadline (seconds; optional), and on_attempt=
+-- function(n, err, delay)? called after each attempt with its outcome and
+-- the retry decision (delay in seconds, or nil: no retry).
 -- Returns result, nil, attempts | nil, err, attempts (err.attempts set).
 function _M.run(attempt, policy)
   _M.start(policy)
@@ -150,12 +152,18 @@ function _M.run(attempt, policy)
     end
     local result, err = attempt(n, timeout, connect_timeout)
     if err == nil then
+      if policy.on_attempt then
+        policy.on_attempt(n, nil, nil)
+      end
       return result, nil, n
     end
     if cut then
       _M.cut_short(err, policy)
     end
     local delay = _M.next_delay(err, n, policy)
+    if policy.on_attempt then
+      policy.on_attempt(n, err, delay)
+    end
     if delay == nil then
       return nil, err, n
     end

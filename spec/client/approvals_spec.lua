@@ -22,6 +22,44 @@ describe("client.approvals", function()
     srv:gateway_settings({ poll_hold = 1 })
   end)
 
+  it("logs a handler that raised, with the request it was handling (never silent)", function()
+    local a = srv:approval({ method = "POST", url = "https://api.example.com/v1/charge?token=tok_secret_99" })
+    local lines = {}
+    local logged = api.client(srv, { api_key = srv.api_key, max_retries = 0, backoff_base = 0.05,
+      log = function(l) lines[#lines + 1] = l end, log_level = "error" })
+    local runner = logged.approvals:runner(function() error("handler boom") end,
+      { max_polls = 1 })
+    local stats = runner:run()
+    logged:close()
+    assert.are.equal(1, stats.errors)
+    assert.are.equal(1, #lines, table.concat(lines, "\n"))
+    assert.matches("approvals: handling request " .. a.id .. " (POST https://api.example.com/v1/charge?...",
+                   lines[1], 1, true)
+    assert.matches("handler boom", lines[1], 1, true)
+    assert.is_nil(lines[1]:find("tok_secret_99", 1, true))
+    assert.is_nil(lines[1]:find(srv.api_key, 1, true))
+
+    -- a client that logs nothing, and no on_error: the host's default sink (stderr)
+    srv:reset()
+    srv:gateway_settings({ poll_hold = 1 })
+    srv:approval({ method = "GET", url = "https://api.example.com/v1/me" })
+    local written = {}
+    local real = io.stderr
+    -- luacheck: push ignore 122
+    io.stderr = { write = function(_, ...) for _, x in ipairs({ ... }) do written[#written + 1] = x end end }
+    -- luacheck: pop
+    local quiet = api.client(srv, { api_key = srv.api_key, max_retries = 0, backoff_base = 0.05 })
+    local ok, err = pcall(function()
+      return quiet.approvals:runner(function() error("quiet boom") end, { max_polls = 1 }):run()
+    end)
+    io.stderr = real -- luacheck: ignore 122
+    quiet:close()
+    assert.is_true(ok, tostring(err))
+    local text = table.concat(written)
+    assert.matches("onecli: approvals: handling request .* %(GET https://api%.example%.com/v1/me, agent ", text)
+    assert.matches("quiet boom", text, 1, true)
+  end)
+
   it("finds the gateway through GET /gateway-url", function()
     assert.are.equal(srv.gateway_url, client:gateway_origin())
   end)

@@ -174,7 +174,9 @@ describe("client:batch", function()
       assert.are.equal(2, hits("/v1/agents", "GET"))
       local retried = false
       for _, line in ipairs(lines) do
-        if line:find("retrying GET /v1/agents in 1.00 s", 1, true) then retried = true end
+        if line:find("GET /v1/agents -> 429", 1, true) and line:find("retrying in 1.00 s", 1, true) then
+          retried = true
+        end
       end
       assert.is_true(retried, table.concat(lines, "\n"))
       c:close()

@@ -127,7 +127,9 @@ describe("Neovim transport (nvim --headless)", function()
     assert.equal(2, hits("/v1/agents"))
     local retried = false
     for _, line in ipairs(obs.log) do
-      if line:find("retrying GET /v1/agents", 1, true) then retried = true end
+      if line:find("GET /v1/agents -> 500", 1, true) and line:find("retrying in", 1, true) then
+        retried = true
+      end
     end
     assert.is_true(retried, table.concat(obs.log, "\n"))
     -- the backoff (0.2-0.4 s) was waited on a timer while the loop ran

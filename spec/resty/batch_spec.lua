@@ -239,7 +239,7 @@ describe("client:batch in nginx (light threads)", function()
     assert.are.equal(2, hits("/v1/agents", "GET"))
     local retried = false
     for _, line in ipairs(r.log) do
-      if line:find("^onecli: retrying GET /v1/agents in [%d%.]+ s after 503") then retried = true end
+      if line:find("^onecli: GET /v1/agents %-> 503 .*; retrying in [%d%.]+ s%)$") then retried = true end
     end
     assert.is_true(retried, table.concat(r.log, "\n"))
   end)
