@@ -196,6 +196,8 @@ function Client:_policy(method, ep, opts)
     base = self.backoff_base,
     max = self.backoff_max,
     max_retry_after = self.max_retry_after,
+    -- the call's start and its last attempt's (set as the call goes)
+    began = false, started = false, status = false, headers = false,
   }
 end
 
@@ -228,7 +230,6 @@ _M.request_id_of = request_id_of
 -- for API failures), and with opts.meta the call's metadata:
 -- result, nil, { status, headers, request_id, attempts, duration, method, path }.
 function Client:_perform(method, path, body, query, opts, ep, fallback_path, expires, began)
-  began = began or now()
   path, fallback_path = self:_route(ep, path, fallback_path)
   local req, err = self:_request_table(method, path, body, query, opts, ep)
   if not req then
@@ -246,37 +247,46 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path, exp
 
   local observed = self._logger or self._on_request or self._on_response
     or opts.on_request or opts.on_response
-  local last = {}                   -- the last attempt's answer (metadata, errors)
+  policy.began = began or false
+  -- the last attempt's answer (metadata, errors, the log) is kept in the
+  -- call's policy table: no table and few upvalues per call
   local function attempt(n, timeout, connect_timeout)
     local started = now()
+    policy.started = started
+    if not policy.began then
+      policy.began = started        -- (the call starts with its first attempt)
+    end
     req.timeout, req.connect_timeout = timeout, connect_timeout
-    if observed then
+    local watched = policy.on_attempt ~= nil
+    if watched then
       observe.attempt_start(self, req, n, opts)
     end
     local status, headers, rbody, value = transport:request(req)
     local result, e = interpret(req, expect, status, headers, rbody, value)
-    last.status = status
-    last.headers = status and type(headers) == "table" and headers or nil
-    last.duration = now() - started
-    if e and last.headers and e.headers == nil then
-      e.headers = observe.masked_headers(last.headers, key)   -- a server may echo the key
+    if not status or type(headers) ~= "table" then
+      headers = false
     end
-    if observed then
-      last.body, last.value = rbody, value
+    policy.status, policy.headers = status or false, headers
+    if e and headers and e.headers == nil then
+      e.headers = observe.masked_headers(headers, req.secret)   -- a server may echo the key
+    end
+    if watched then
+      policy.body, policy.value = rbody, value
     end
     return result, e
   end
   if observed then
     -- one line (and one on_response) per attempt, with the retry decision
     policy.on_attempt = function(n, e, delay)
+      local headers = policy.headers
       observe.attempt_done(self, {
         method = method, path = req.path, url = req.url, req = req, opts = opts,
-        status = last.status or (e and e.status), headers = last.headers, err = e,
-        request_id = request_id_of(last.headers, e), duration = last.duration or 0,
+        status = policy.status or (e and e.status), headers = headers or nil, err = e,
+        request_id = request_id_of(headers, e), duration = now() - policy.started,
         attempt = n, of = (policy.max_retries or 0) + 1, retry_in = delay,
-        body = last.body, value = last.value,
+        body = policy.body, value = policy.value,
       })
-      last.body, last.value = nil, nil
+      policy.body, policy.value = nil, nil
     end
   end
 
@@ -288,18 +298,20 @@ function Client:_perform(method, path, body, query, opts, ep, fallback_path, exp
     self._fallbacks[ep.name] = true
     observe.log(self, "debug", "onecli: " .. method .. " " .. req.path
                 .. ": the server does not know this route; using its v1 name from now on")
-    return self:_perform(method, fallback_path, body, query, opts, ep, nil, policy.expires, began)
+    return self:_perform(method, fallback_path, body, query, opts, ep, nil, policy.expires,
+                         policy.began or nil)
   end
   if err then
-    err.duration = now() - began
+    err.duration = policy.began and now() - policy.began or 0
     return nil, err
   end
   self:_after(ep, result, key)
   if opts.meta then
+    local headers = policy.headers
     return result, nil, {
-      status = last.status, headers = observe.masked_headers(last.headers, key),
-      request_id = request_id_of(last.headers), attempts = attempts,
-      duration = now() - began, method = method, path = req.path,
+      status = policy.status or nil, headers = observe.masked_headers(headers or nil, key),
+      request_id = request_id_of(headers), attempts = attempts,
+      duration = now() - policy.began, method = method, path = req.path,
     }
   end
   return result
