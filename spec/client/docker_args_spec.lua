@@ -407,7 +407,7 @@ describe("onecli.docker_command", function()
   after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
 
   local v1 = config_of("standin-v1.json")
-  local token = v1.env.HTTPS_PROXY:match("(aoc_%x+)")
+  local token = v1.env.HTTPS_PROXY:match("^http://x:([^@]+)@")
 
   it("is docker run, the run arguments, docker_args, the image and its command", function()
     local opts = { dir = dir, run_args = { "--rm", "-i" }, system_ca = NO_SYSTEM_CA, platform = "linux" }
