@@ -1,5 +1,6 @@
 -- Helpers shared by the specs that talk to real sockets.
 local socket = require("socket")
+local process = require("onecli.standin.process")
 
 local _M = {}
 
@@ -11,27 +12,11 @@ function _M.closed_port()
   return tonumber(port)
 end
 
---- Whether a shell command succeeded (os.execute returns a number on
--- Lua 5.1/LuaJIT and true/nil from 5.2 on).
-function _M.run_ok(cmd)
-  local a, _, c = os.execute(cmd)
-  if type(a) == "number" then return a == 0 end
-  return a == true and (c == nil or c == 0)
-end
-
---- Single-quotes s for /bin/sh.
-function _M.shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
---- The whole file, or nil if it cannot be read.
-function _M.read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+-- Shell commands and files: the stand-in's process helpers (run_ok,
+-- shell_quote, read_file).
+_M.run_ok = process.run_ok
+_M.shell_quote = process.shell_quote
+_M.read_file = process.read_file
 
 function _M.write_file(path, data)
   local f = assert(io.open(path, "wb"))

@@ -71,17 +71,7 @@ end
 
 _M.server_path = find_server()
 
-local function shell_quote(s)
-  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
-end
-
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local data = f:read("*a")
-  f:close()
-  return data
-end
+local shell_quote, read_file = process.shell_quote, process.read_file
 
 -- Alive and not a zombie (PID 1 in a container may never reap it).
 _M.alive = process.alive

@@ -5,12 +5,19 @@ local socket = require("onecli.standin.socket")
 
 local _M = {}
 
+--- The whole file, or nil if it cannot be read.
 local function read_file(path)
   local f = io.open(path, "rb")
   if not f then return nil end
   local data = f:read("*a")
   f:close()
   return data
+end
+_M.read_file = read_file
+
+--- Single-quotes s for /bin/sh.
+function _M.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
 --- Whether a shell command succeeded (os.execute returns a number on Lua
