@@ -11,14 +11,24 @@
 --                malformed JSON), echo_key (a 401 that echoes the key: for
 --                redaction tests)
 --   GET    /__control/faults      DELETE /__control/faults
---   GET    /__control/requests    (gateway requests carry gateway=true)
+--   GET    /__control/requests    (gateway requests carry gateway=true; those
+--                                  of the gateway's forward proxy also
+--                                  proxied=true, url, agentId, decision,
+--                                  injected (header names), status; a
+--                                  Proxy-Authorization value is never kept)
 --   DELETE /__control/requests    forget the requests received (data stays)
 --   GET    /__control/stats       GET /__control/info
 --   POST   /__control/reset       POST /__control/shutdown
 --   POST   /__control/approvals   {method?, url?, agent?, expires_in?, id?,
 --                                  project_id?, headers?, body?, summary?}
 --   GET    /__control/approvals   every approval with state and decisions
---   GET|POST /__control/approvals/settings  {poll_hold = seconds}
+--   GET|POST /__control/approvals/settings  {poll_hold?, approval_timeout?,
+--                                  upstream_timeout?} (seconds: a poll's
+--                                  hold; how long a proxied request held for
+--                                  approval waits, the polls' timeoutSeconds
+--                                  and the default expires_in of the
+--                                  approvals enqueued here; a proxied
+--                                  request's time upstream)
 --   GET|POST /__control/instance  {licensed?, runner?} (v2: Enterprise
 --                                  licence, registered runner; reset restores
 --                                  the launch values)
@@ -71,20 +81,48 @@ function _M:on_accept()
   self.accepted = self.accepted + 1
 end
 
-function _M:record(req, conn, gateway)
+-- The request's headers as an object; a Proxy-Authorization value (an
+-- agent's token) is never kept.
+local function logged_headers(req)
+  local headers = obj()
+  for _, h in ipairs(req.header_list) do
+    if headers[h[1]] == nil then
+      json.set(headers, h[1], h[1] == "proxy-authorization" and "[redacted]" or req.headers[h[1]])
+    end
+  end
+  return headers
+end
+
+local function count(self, conn)
   self.requests = self.requests + 1
   if conn.counted_epoch ~= self.epoch then
     conn.counted_epoch = self.epoch
     self.connections = self.connections + 1
   end
-  local headers = obj()
-  for _, h in ipairs(req.header_list) do
-    if headers[h[1]] == nil then json.set(headers, h[1], req.headers[h[1]]) end
-  end
-  self.log[#self.log + 1] = obj("method", req.method, "path", req.path, "query", req.query_raw,
-    "headers", headers, "body", req.body or null, "connection", conn.id, "gateway", gateway or nil)
-  conn.entry = self.log[#self.log]    -- the engine marks it if the client leaves early
+end
+
+local function append(self, conn, entry)
+  self.log[#self.log + 1] = entry
+  conn.entry = entry    -- the engine marks it if the client leaves early
   if #self.log > MAX_LOG then remove(self.log, 1) end
+  return entry
+end
+
+function _M:record(req, conn, gateway)
+  count(self, conn)
+  append(self, conn, obj("method", req.method, "path", req.path, "query", req.query_raw,
+    "headers", logged_headers(req), "body", req.body or null, "connection", conn.id, "gateway", gateway or nil))
+end
+
+-- A request to the gateway's forward proxy (onecli.standin.proxy): path
+-- and query of the target, url (the target without its query; CONNECT:
+-- host:port), gateway = proxied = true. Returns the entry, which the
+-- proxy completes (agentId, decision, injected, approvalId, status).
+function _M:record_proxied(req, conn, target)
+  count(self, conn)
+  return append(self, conn, obj("method", req.method, "path", target.path, "query", target.query,
+    "url", target.url, "headers", logged_headers(req), "body", req.body or null, "connection", conn.id,
+    "gateway", true, "proxied", true))
 end
 
 -- First matching fault (insertion order); consumes one use of it. Faults
@@ -229,6 +267,7 @@ end
 
 function _M:add_approval(body)
   local b = json.decode(body or "")
+  if typeof(b) == "object" and b.expires_in == nil then json.set(b, "expires_in", self.gateway.approval_timeout) end
   local a, err = approvals.enqueue(self.api.org, self.api:main_project(), b)
   if not a then
     if err and err:find("already exists", 1, true) then return reply.json(409, obj("error", err)) end
@@ -241,12 +280,16 @@ function _M:approval_settings(method, body)
   if method == "POST" then
     local b = json.decode(body or "")
     if typeof(b) ~= "object" then return bad("body must be a JSON object") end
-    if b.poll_hold ~= nil then
-      if typeof(b.poll_hold) ~= "number" or b.poll_hold < 0 then return bad("poll_hold must be seconds >= 0") end
-      self.gateway.poll_hold = b.poll_hold
+    for _, k in ipairs({ "poll_hold", "approval_timeout", "upstream_timeout" }) do
+      if b[k] ~= nil and (typeof(b[k]) ~= "number" or b[k] < 0) then return bad(k .. " must be seconds >= 0") end
+    end
+    for _, k in ipairs({ "poll_hold", "approval_timeout", "upstream_timeout" }) do
+      if b[k] ~= nil then self.gateway[k] = b[k] end
     end
   end
-  return reply.ok(obj("poll_hold", self.gateway.poll_hold, "timeout_seconds", approvals.TIMEOUT_SECONDS))
+  local g = self.gateway
+  return reply.ok(obj("poll_hold", g.poll_hold, "timeout_seconds", g.approval_timeout,
+    "approval_timeout", g.approval_timeout, "upstream_timeout", g.upstream_timeout))
 end
 
 function _M:stats()

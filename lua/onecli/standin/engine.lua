@@ -2,11 +2,18 @@
 -- gateway) and every client connection, HTTP/1.1 keep-alive and pipelining,
 -- timers for delayed answers, held long polls (gateway approvals), idle
 -- timeouts, and a bounded lifetime.
+--
+-- The gateway listener is also a forward proxy (onecli.standin.proxy):
+-- absolute-form requests and CONNECT go to the proxy, which opens
+-- non-blocking upstream sockets the loop watches too (watch/unwatch), keeps
+-- a client connection "busy" while its request is upstream or held for
+-- approval, and turns it into a "tunnel" after CONNECT.
 local socket = require("onecli.standin.socket")
 local http = require("onecli.standin.http")
 local api_mod = require("onecli.standin.api")
 local gateway_mod = require("onecli.standin.gateway")
 local control_mod = require("onecli.standin.control")
+local proxy_mod = require("onecli.standin.proxy")
 local reply = require("onecli.standin.reply")
 local json = require("onecli.standin.json")
 
@@ -27,10 +34,14 @@ function _M.new(opts)
   local self = setmetatable({
     mode = opts.mode, api = api, gateway = gateway, control = control_mod.new(api, gateway),
     listeners = {}, conns = {}, timers = {}, waiters = {}, next_conn_id = 0,
+    -- other sockets the loop serves (the proxy's upstream connections):
+    -- sock -> handler with wants_read(), wants_write(), on_readable(), on_writable()
+    watched = {},
     deadline = gettime() + opts.max_lifetime, quiet = opts.quiet,
     log_fn = opts.log or function(line) io.stderr:write(line, "\n") end,
     running = true,
   }, _M)
+  self.proxy = proxy_mod.new(self)
   return self
 end
 
@@ -94,6 +105,16 @@ function _M:close(conn)
   conn.closed = true
   conn.sock:close()
   self.conns[conn.sock] = nil
+  if conn.on_close then conn.on_close() end   -- a tunnel's upstream side
+end
+
+-- Serve another socket in the loop (see self.watched).
+function _M:watch(sock, handler)
+  self.watched[sock] = handler
+end
+
+function _M:unwatch(sock)
+  self.watched[sock] = nil
 end
 
 function _M:flush(conn)
@@ -117,6 +138,10 @@ end
 function _M:on_readable(conn)
   local data, err, partial = conn.sock:receive(65536)
   local chunk = data or partial
+  if conn.state == "tunnel" then
+    if chunk and chunk ~= "" then conn.last = gettime() end
+    return conn.tunnel:from_client(chunk, err)
+  end
   if chunk and chunk ~= "" then
     conn.last = gettime()
     if conn.state ~= "hung" then conn.inbuf = conn.inbuf .. chunk end
@@ -165,6 +190,8 @@ function _M:respond(conn, req, res, mode)
 end
 
 function _M:dispatch(conn, req)
+  -- absolute-form and CONNECT on the gateway port: the forward proxy
+  if conn.kind == "gateway" and proxy_mod.is_proxy_request(req) then return self.proxy:handle(conn, req) end
   if conn.kind == "api" and control_mod.is_control(req.path) then
     local res, action = self.control:handle(req)
     if action == "shutdown" then
@@ -263,8 +290,10 @@ function _M:release(waiter, res)
   self:process(conn)
 end
 
--- Hand newly enqueued approvals to the polls waiting for them.
+-- Hand newly enqueued approvals to the polls waiting for them, and let
+-- the proxy release the requests it holds whose approval was decided.
 function _M:wake()
+  self.proxy:check_held()
   if #self.waiters == 0 then return end
   local list = {}
   for i, w in ipairs(self.waiters) do list[i] = w end
@@ -302,6 +331,8 @@ function _M:reap_idle(now)
       local idle = http.KEEPALIVE[conn.kind == "gateway" and "gateway" or self.mode]
       local limit = pending and PARTIAL_REQUEST_TIMEOUT or idle
       if now - conn.last > limit then self:close(conn) end
+    elseif conn.state == "tunnel" and now - conn.last > proxy_mod.TUNNEL_IDLE then
+      self:close(conn)
     end
   end
 end
@@ -315,8 +346,14 @@ function _M:socket_sets()
     -- a busy connection is watched too: a client that gives up closes it
     if (conn.state == "read" or conn.state == "hung" or conn.state == "busy") and not conn.peer_closed then
       recvt[#recvt + 1] = sock
+    elseif conn.state == "tunnel" and conn.tunnel:client_can_read() then
+      recvt[#recvt + 1] = sock    -- not while the upstream side's buffer is full
     end
     if conn.out ~= "" then sendt[#sendt + 1] = sock end
+  end
+  for sock, h in pairs(self.watched) do
+    if h:wants_read() then recvt[#recvt + 1] = sock end
+    if h:wants_write() then sendt[#sendt + 1] = sock end
   end
   return recvt, sendt
 end
@@ -352,10 +389,16 @@ function _M:step(max_wait)
       self:accept(sock)
     elseif self.conns[sock] then
       self:on_readable(self.conns[sock])
+    elseif self.watched[sock] then
+      self.watched[sock]:on_readable()
     end
   end
   for _, sock in ipairs(writable) do
-    if self.conns[sock] then self:flush(self.conns[sock]) end
+    if self.conns[sock] then
+      self:flush(self.conns[sock])
+    elseif self.watched[sock] then
+      self.watched[sock]:on_writable()
+    end
   end
 end
 
@@ -376,6 +419,8 @@ end
 function _M:close_all()
   for _, conn in pairs(self.conns) do conn.sock:close() end
   self.conns = {}
+  for sock in pairs(self.watched) do sock:close() end
+  self.watched = {}
   for listener in pairs(self.listeners) do listener:close() end
   self.listeners = {}
 end

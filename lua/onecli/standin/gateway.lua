@@ -9,6 +9,12 @@
 -- errors ({"error":"approval_not_found"}), plain-text 401/415/422 bodies,
 -- 400 with an empty body for unknown routes. A poll with nothing pending
 -- is held (see engine.lua) until an approval arrives or poll_hold passes.
+--
+-- The same listener is the gateway's HTTP forward proxy (absolute-form
+-- requests and CONNECT, authenticated with an agent's access token): see
+-- onecli.standin.proxy, which the engine hands those requests to. Its
+-- settings live here: approval_timeout (how long a request held for
+-- approval waits: the polls' timeoutSeconds) and upstream_timeout.
 local json = require("onecli.standin.json")
 local util = require("onecli.standin.util")
 local store = require("onecli.standin.store")
@@ -22,14 +28,20 @@ local obj, array, typeof = json.obj, json.array, json.typeof
 local ipairs, format, setmetatable = ipairs, string.format, setmetatable
 
 _M.DEFAULT_POLL_HOLD = 30
+-- Seconds a proxied request may take upstream (connect, send, answer).
+_M.DEFAULT_UPSTREAM_TIMEOUT = 60
 
 local TEXT = "text/plain; charset=utf-8"
 local NO_PROJECT = "no project found"
 local DECODE = "Failed to deserialize the JSON body into the target type: "
 
--- api: the onecli.standin.api instance (state, mode, edition); opts.poll_hold
+-- api: the onecli.standin.api instance (state, mode, edition); opts.poll_hold,
+-- opts.approval_timeout, opts.upstream_timeout
 function _M.new(api, opts)
-  return setmetatable({ api = api, poll_hold = opts and opts.poll_hold or _M.DEFAULT_POLL_HOLD }, G)
+  opts = opts or {}
+  return setmetatable({ api = api, poll_hold = opts.poll_hold or _M.DEFAULT_POLL_HOLD,
+    approval_timeout = opts.approval_timeout or approvals.TIMEOUT_SECONDS,
+    upstream_timeout = opts.upstream_timeout or _M.DEFAULT_UPSTREAM_TIMEOUT }, G)
 end
 
 local function text(status, body)
@@ -87,7 +99,7 @@ function G:pending_reply(project_id, exclude)
   if #list == 0 then return nil end
   local out = array()
   for i, a in ipairs(list) do out[i] = approvals.shape(a, self.api.mode) end
-  return json_reply(200, obj("requests", out, "timeoutSeconds", approvals.TIMEOUT_SECONDS))
+  return json_reply(200, obj("requests", out, "timeoutSeconds", self.approval_timeout))
 end
 
 -- Returns a reply, or { hold = { seconds, poll = fn -> reply|nil, timeout = fn -> reply } }.
@@ -100,7 +112,7 @@ function G:pending(req, org_route)
   if res then return res end
   local function poll() return self:pending_reply(project_id, exclude) end
   local function timeout()
-    return json_reply(200, obj("requests", array(), "timeoutSeconds", approvals.TIMEOUT_SECONDS))
+    return json_reply(200, obj("requests", array(), "timeoutSeconds", self.approval_timeout))
   end
   return { hold = { seconds = self.poll_hold, poll = poll, timeout = timeout } }
 end

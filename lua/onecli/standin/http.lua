@@ -23,7 +23,8 @@ _M.REASONS = {
   [100] = "Continue", [200] = "OK", [201] = "Created", [204] = "No Content",
   [301] = "Moved Permanently", [302] = "Found", [304] = "Not Modified",
   [400] = "Bad Request", [401] = "Unauthorized", [403] = "Forbidden", [404] = "Not Found",
-  [405] = "Method Not Allowed", [408] = "Request Timeout", [409] = "Conflict", [410] = "Gone",
+  [405] = "Method Not Allowed", [407] = "Proxy Authentication Required", [408] = "Request Timeout",
+  [409] = "Conflict", [410] = "Gone",
   [413] = "Payload Too Large", [415] = "Unsupported Media Type", [422] = "Unprocessable Entity",
   [429] = "Too Many Requests", [431] = "Request Header Fields Too Large",
   [500] = "Internal Server Error", [501] = "Not Implemented", [502] = "Bad Gateway",
@@ -97,6 +98,10 @@ local function take_chunked(buf)
     pos = pos + size + 2
   end
 end
+
+-- Also what the gateway's forward proxy (onecli.standin.proxy) decodes an
+-- upstream's chunked answer with.
+_M.take_chunked = take_chunked
 
 local function take_head(conn)
   local buf = conn.inbuf

@@ -27,8 +27,23 @@ local function stamp(state, record)
   return record
 end
 
+-- Leak scanning (.ci/leak-scan.lua): with ONECLI_SPEC_KEYS_FILE set, every
+-- agent token the stand-in makes is recorded there as well, so the scanner
+-- looks for each one in everything the suite printed.
+local function record_token(token)
+  local path = os.getenv("ONECLI_SPEC_KEYS_FILE")
+  if path and path ~= "" then
+    local f = io.open(path, "a")
+    if f then
+      f:write("agent_token ", token, "\n")
+      f:close()
+    end
+  end
+  return token
+end
+
 function _M.new_token()
-  return "aoc_" .. util.hex(64)
+  return record_token("aoc_" .. util.hex(64))
 end
 
 function _M.new_api_key()
