@@ -540,6 +540,19 @@ void onecli_options_read(lua_State *L, int idx, onecli_options_t *o,
         if (n > 512)
             luaL_error(L, "option 'user_agent' must be at most 512 bytes");
     }
+    o->proxy_arg = opt_string(L, idx, "proxy");
+    if (o->proxy_arg != NULL) {
+        /* the whole URL, credentials included (they are the caller's secret) */
+        const unsigned char *p = (const unsigned char *)o->proxy_arg;
+        size_t n = 0;
+        if (strncmp(o->proxy_arg, "http://", 7) != 0 && strncmp(o->proxy_arg, "https://", 8) != 0)
+            luaL_error(L, "option 'proxy' must be an http:// or https:// URL");
+        for (; *p; p++, n++)
+            if (*p <= 0x20 || *p == 0x7f)
+                luaL_error(L, "option 'proxy' must be a URL without spaces or control characters");
+        if (n > 2048)
+            luaL_error(L, "option 'proxy' must be at most 2048 bytes");
+    }
     lua_getfield(L, idx, "insecure");
     if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TBOOLEAN)
         luaL_error(L, "option 'insecure' must be a boolean");
@@ -560,6 +573,9 @@ int onecli_options_own(onecli_options_t *o, const char *ca_file,
 {
     if (ca_file && (o->ca_file = dup_string(ca_file)) == NULL)
         return 0;
+    if (o->proxy_arg && (o->proxy = dup_string(o->proxy_arg)) == NULL)
+        return 0;
+    o->proxy_arg = NULL;
     o->user_agent = dup_string(user_agent ? user_agent : default_user_agent);
     return o->user_agent != NULL;
 }
@@ -570,6 +586,8 @@ void onecli_options_release(onecli_options_t *o)
     o->ca_file = NULL;
     free(o->user_agent);
     o->user_agent = NULL;
+    free(o->proxy);
+    o->proxy = NULL;
 }
 
 /* ---------------------------------------------------------------- */
@@ -739,6 +757,12 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
     SETOPT(CURLOPT_SSL_VERIFYHOST, o->insecure ? 0L : 2L);
     if (o->ca_file)
         SETOPT(CURLOPT_CAINFO, o->ca_file);
+    if (o->proxy) {
+        /* every request through it: no_proxy from the environment would
+         * let a 127.0.0.1 or internal host bypass the gateway */
+        SETOPT(CURLOPT_PROXY, o->proxy);
+        SETOPT(CURLOPT_NOPROXY, "");
+    }
     SETOPT(CURLOPT_USERAGENT, o->user_agent);
     SETOPT(CURLOPT_HTTPHEADER, x->headers);
     SETOPT(CURLOPT_ERRORBUFFER, x->errbuf);

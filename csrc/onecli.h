@@ -93,6 +93,8 @@ typedef struct onecli_options_t {
     int insecure;
     char *ca_file;
     char *user_agent;
+    char *proxy;               /* an explicit proxy URL (no_proxy ignored), or NULL */
+    const char *proxy_arg;     /* read() -> own(): borrowed from the options table */
 } onecli_options_t;
 
 /* A request table as read from Lua: the strings point into Lua values

@@ -9,7 +9,8 @@
  * same idempotent close().
  *
  *   t = core.new_transport{ timeout=, connect_timeout=, ca_file=,
- *                           insecure=, user_agent=, max_response_size= }
+ *                           insecure=, user_agent=, max_response_size=,
+ *                           proxy= }   -- proxy: every request through it
  *   status, headers, body = t:request{ method=, url=, path=, headers=,
  *                                      body=, timeout=, connect_timeout=,
  *                                      secret=, fresh_connect=, decode=,
@@ -103,6 +104,10 @@ static int transport_options(lua_State *L)
     lua_setfield(L, -2, "user_agent");
     lua_pushnumber(L, (lua_Number)t->o.max_response);
     lua_setfield(L, -2, "max_response_size");
+    if (t->o.proxy) {
+        lua_pushstring(L, t->o.proxy);
+        lua_setfield(L, -2, "proxy");
+    }
     return 1;
 }
 

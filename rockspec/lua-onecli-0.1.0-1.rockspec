@@ -48,6 +48,7 @@ build = {
   type = "builtin",
   modules = {
     ["onecli"] = "lua/onecli/init.lua",
+    ["onecli.agent"] = "lua/onecli/agent.lua",
     ["onecli.approvals"] = "lua/onecli/approvals.lua",
     ["onecli.batch"] = "lua/onecli/batch.lua",
     ["onecli.batch_async"] = "lua/onecli/batch_async.lua",

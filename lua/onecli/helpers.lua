@@ -556,4 +556,8 @@ end
 
 client_mod.extend("agents", "ensure", _M.ensure_agent)
 
+-- for onecli.agent (a local process's environment): the same bundle
+_M.SYSTEM_CA_PATHS = SYSTEM_CA_PATHS
+_M.combined_ca_bundle = combined_bundle
+
 return _M

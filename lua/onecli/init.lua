@@ -13,6 +13,7 @@ local helpers = require("onecli.helpers")
 local nginx = require("onecli.nginx")
 require("onecli.approvals")
 require("onecli.batch")
+local agent = require("onecli.agent")
 
 local pcall, error = pcall, error
 local is_error = core.is_error
@@ -53,6 +54,12 @@ local _M = {
 
   --- shell_quote(words) -> the words as one POSIX sh command line.
   shell_quote = helpers.shell_quote,
+
+  --- env_list(env) -> sorted { "K=V", ... } (for vim.system, jobstart, uv.spawn, ngx.pipe).
+  env_list = agent.env_list,
+
+  --- env_command(env, argv[, { complete = true }]) -> a shell line running argv with env.
+  env_command = agent.env_command,
 
   --- Neovim: configures the :OneCLI command and the approvals watch
   -- (onecli.nvim: the options of onecli.new plus the editor's own). Loaded
