@@ -484,6 +484,12 @@ for _, mode in ipairs({ "v2", "v1" }) do
     end)
 
     it("never shows the agent's token or the injected value in the request log, approvals or output", function()
+      -- its own proxied request, with the token and an injected value, so
+      -- that the scan below has something to find whatever ran before it
+      -- (the suite shuffles tests within a file)
+      local res = proxied("GET", "/scanned")
+      assert.are.equal(200, res.status)
+      assert.is_truthy(upstream_saw("/scanned"))
       local log = srv:requests()
       local proxied_entries = {}
       for _, e in ipairs(log) do
