@@ -60,6 +60,7 @@ end
 ---@field insecure? boolean         turn TLS verification off (never by default)
 ---@field user_agent? string        the full User-Agent
 ---@field max_response_size? number bytes
+---@field proxy? string             every request through this http(s):// proxy
 
 local function check(opts, where)
   if type(opts) == "table" and opts.poll_interval ~= nil then

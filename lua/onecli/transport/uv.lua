@@ -45,13 +45,13 @@ local _M = { _VERSION = core._VERSION }
 local OPTIONS = {
   timeout = "number", connect_timeout = "number", ca_file = "string",
   insecure = "boolean", user_agent = "string", max_response_size = "number",
-  loop = "table", schedule = "function",
+  loop = "table", schedule = "function", proxy = "string",
 }
 
 -- new_multi takes these
 local MULTI_OPTIONS = {
   timeout = true, connect_timeout = true, ca_file = true, insecure = true,
-  user_agent = true, max_response_size = true,
+  user_agent = true, max_response_size = true, proxy = true,
 }
 
 -- A day, the longest wait() without a limit.
@@ -505,7 +505,8 @@ end
 --- Creates a transport on `host` (see luv_host; onecli.transport.nvim
 -- passes Neovim's). Options: timeout, connect_timeout (seconds; a
 -- client's per-call values take precedence), ca_file, insecure,
--- user_agent (the full User-Agent), max_response_size (bytes).
+-- user_agent (the full User-Agent), max_response_size (bytes), proxy
+-- (an http(s):// URL every request goes through: onecli.agent).
 ---@return onecli.uv.Transport
 function _M.with_host(host, opts, level)
   level = (level or 1) + 1
@@ -533,6 +534,8 @@ function _M.with_host(host, opts, level)
     _schedule = host.schedule,
     _wait = host.wait,
     _uv = host.uv,
+    _host = host,
+    _options = opts,
     _host_name = host.name,
     _module = host.module,
     _label = host.module,
@@ -557,6 +560,28 @@ function _M.with_host(host, opts, level)
     self:_action(nil)
   end
   return self
+end
+
+--- A new transport on the same host (loop and schedule), with these
+-- options in place of this one's (onecli.agent's, through the gateway:
+-- `proxy`, the gateway's `ca_file`, a longer `timeout`). Options as
+-- with_host; those not given are this transport's.
+---@return onecli.uv.Transport
+function Transport:derive(opts)
+  if type(opts) ~= "table" then
+    error(self._module .. ": derive: options must be a table", 2)
+  end
+  local merged = {}
+  for k, v in pairs(self._options) do
+    merged[k] = v
+  end
+  for k, v in pairs(opts) do
+    merged[k] = v
+  end
+  if opts.ca_file then
+    merged.insecure = nil
+  end
+  return _M.with_host(self._host, merged, 2)
 end
 
 --- A transport on a plain luv loop. Options as with_host, plus `loop`
