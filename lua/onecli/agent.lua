@@ -28,9 +28,10 @@ local core = require("onecli.core")
 local client_mod = require("onecli.client")
 local helpers = require("onecli.helpers")
 local nginx = require("onecli.nginx")
+local handle = require("onecli.handle")
 
-local error, type, pairs, ipairs, tostring, setmetatable, rawget, pcall =
-      error, type, pairs, ipairs, tostring, setmetatable, rawget, pcall
+local error, type, pairs, ipairs, tostring, setmetatable, getmetatable, rawget, pcall =
+      error, type, pairs, ipairs, tostring, setmetatable, getmetatable, rawget, pcall
 local fmt, concat, sort = string.format, table.concat, table.sort
 
 local _M = { _VERSION = core._VERSION }
@@ -313,8 +314,8 @@ end
 -- running a command as the agent
 
 -- Plain Lua: through the shell, waiting; returns { status =, output = }.
-local function run_blocking(env, argv, complete)
-  local line = _M.env_command(env, argv, { complete = complete })
+local function run_blocking(env, argv)
+  local line = _M.env_command(env, argv, { complete = true })
     .. " 2>&1; echo \"__onecli_exit=$?\""
   local p = io.popen(line, "r")
   if not p then
@@ -327,29 +328,38 @@ local function run_blocking(env, argv, complete)
   return { status = code, output = out }
 end
 
--- Neovim: jobstart with the environment, not blocking; callback(result).
-local function run_neovim(vim, env, argv, callback)
+-- Neovim: jobstart with exactly env, not blocking. Runs in a call's
+-- coroutine (handle.start): suspends it until the job exits; returns the
+-- result, or nil and why the job could not start. on_job(id) is told the
+-- job's id (for cancel).
+local function run_neovim(vim, env, argv, on_job)
   local chunks = {}
   local function collect(_, data)
     if type(data) == "table" then
       chunks[#chunks + 1] = concat(data, "\n")
     end
   end
-  local id = vim.fn.jobstart(argv, {
+  local co = coroutine.running()
+  local ok, id = pcall(vim.fn.jobstart, argv, {
     env = env, clear_env = true, stdout_buffered = false,
     on_stdout = collect, on_stderr = collect,
     on_exit = function(_, code)
-      callback({ status = code, output = concat(chunks, "") })
+      handle.resume(co, { status = code, output = concat(chunks, "") })
     end,
   })
-  return id > 0 and id or nil
+  if not ok or type(id) ~= "number" or id <= 0 then
+    return nil, ok and (id == -1 and "not executable" or "invalid arguments") or tostring(id)
+  end
+  on_job(id)
+  return coroutine.yield()
 end
 
--- nginx: ngx.pipe, yielding to nginx while the child runs.
-local function run_nginx(env, argv)
+-- nginx with ngx.pipe (OpenResty's nginx): yielding to nginx while the
+-- child runs. nil, why when ngx.pipe is not there.
+local function run_pipe(env, argv)
   local ok, pipe = pcall(require, "ngx.pipe")
   if not ok then
-    return nil
+    return nil, tostring(pipe)
   end
   local proc, err = pipe.spawn(argv, { environ = _M.env_list(env), merge_stderr = true })
   if not proc then
@@ -370,9 +380,125 @@ local function run_nginx(env, argv)
            output = concat(out) }
 end
 
---- client:run(argv, opts) -> { status = exit code, output = stdout+stderr }
--- (opts.agent, opts.gateway, opts.ca_bundle, opts.inherit as gateway_env;
--- in Neovim opts.callback(result) and the job id is returned at once).
+local function read_all(path)
+  local f = io.open(path, "rb")
+  if not f then
+    return nil
+  end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+-- nginx without ngx.pipe (Debian's: "pipe API is not supported ... lack
+-- of the HAVE_SOCKET_CLOEXEC_PATCH patch"): the shell starts the child in
+-- the background and returns at once; the child's output and exit status
+-- go to two private files (os.tmpname: mode 0600), which are polled with
+-- ngx.sleep, so the worker serves meanwhile. Only the start of the shell
+-- (a fork and exec, milliseconds) blocks it.
+local function run_detached(env, argv)
+  local ngx = rawget(_G, "ngx")
+  local out_file, rc_file = os.tmpname(), os.tmpname()
+  local q = helpers.shell_quote
+  local line = "( " .. _M.env_command(env, argv, { complete = true }) .. " >" .. q({ out_file })
+    .. " 2>&1 </dev/null; echo \"$?\" >>" .. q({ rc_file }) .. " ) >/dev/null 2>&1 </dev/null &"
+  os.execute(line)
+  local wait = 0.005
+  local rc
+  repeat
+    ngx.sleep(wait)
+    wait = wait < 0.2 and wait * 2 or 0.2
+    rc = read_all(rc_file)
+  until rc == nil or rc:find("\n", 1, true)
+  local output = read_all(out_file)
+  os.remove(out_file)
+  os.remove(rc_file)
+  local code = rc and tonumber(rc:match("^(%d+)"))
+  if code == nil then
+    return nil, "the child's exit status was lost"
+  end
+  return { status = code, output = output or "" }     -- (as the shell reports it: 128 + n for signal n)
+end
+
+-- nginx, in a phase that may yield: ngx.pipe, else the detached shell.
+local function run_nginx(env, argv)
+  local result, why = run_pipe(env, argv)
+  if result then
+    return result
+  end
+  why = tostring(why)
+  if not (why:find("not supported", 1, true) or why:find("not found", 1, true)) then
+    return nil, why           -- ngx.pipe is there and could not start it
+  end
+  return run_detached(env, argv)
+end
+
+local function spawn_error(argv, why)
+  return agent_error({ type = "connection_error", code = "SPAWN",
+    message = "could not start " .. argv[1] .. (why and (": " .. tostring(why)) or ""),
+    method = "RUN", path = argv[1] })
+end
+
+-- How long handle:wait() waits without a limit (a day).
+local FOREVER_MS = 86400000
+
+-- client:run with a callback, in Neovim: a Handle; callback(result, err).
+-- The container config comes through the client's transport (suspended,
+-- not blocking, on the Neovim one), then the job runs; cancel() ends
+-- whichever is running (jobstop for the job).
+local function run_async(client, vim, argv, env_opts, agent, callback)
+  local t = client:_transport_now()
+  local job
+  local stages = {
+    abandon = function(_, co)
+      if job then
+        pcall(vim.fn.jobstop, job)
+      elseif t.abandon then
+        t:abandon(co)
+      end
+    end,
+    wait_until = function(_, ms, done)
+      if t.wait_until and not job then
+        return t:wait_until(ms, done)
+      end
+      vim.wait(ms or FOREVER_MS, done, 10)
+    end,
+  }
+  local quiet = {}
+  for k, v in pairs(env_opts) do quiet[k] = v end
+  quiet.raise = false                       -- errors go to the callback
+  return handle.start({ method = "RUN", path = argv[1], transport = stages,
+                        schedule = t.schedule or vim.schedule },
+    function()
+      local env, warnings = _M.gateway_env(client, agent, quiet)
+      if not env then
+        return nil, warnings
+      end
+      local result, why = run_neovim(vim, env, argv, function(id) job = id end)
+      if not result then
+        return nil, spawn_error(argv, why)
+      end
+      result.warnings = warnings
+      return result
+    end, function(result, err)
+      callback(result, err)
+    end)
+end
+
+--- client:run(argv, opts) -> { status = exit code, output = stdout+stderr,
+-- warnings = the server's } (opts.agent, opts.gateway, opts.ca_bundle,
+-- opts.inherit as gateway_env, default true: the child keeps PATH, HOME
+-- and the rest, minus what gateway_env strips; false: only the gateway's
+-- variables). The child gets exactly that environment.
+--   plain Lua: io.popen, waiting for the child;
+--   Neovim, with opts.callback(result, err): an onecli.Handle is returned
+--     at once; the container config is fetched on the client's transport
+--     (not blocking on the Neovim one), the child runs with jobstart, and
+--     the callback runs on the main loop; handle:cancel() stops the job;
+--     without a callback, as plain Lua (blocking);
+--   nginx: ngx.pipe where nginx has it (OpenResty), else the shell starts
+--     the child in the background and its exit is polled with ngx.sleep;
+--     either way the worker serves other requests meanwhile.
 function _M.run(client, argv, opts)
   if type(argv) ~= "table" or #argv == 0 then
     error("onecli: run: argv must be a non-empty list of strings", 2)
@@ -387,29 +513,28 @@ function _M.run(client, argv, opts)
   if inherit == nil then
     inherit = true       -- a command run as the agent keeps PATH, HOME, ...
   end
-  local env, warnings = _M.gateway_env(client, opts.agent, { gateway = opts.gateway,
-    ca_bundle = opts.ca_bundle, inherit = inherit, project_id = opts.project_id,
-    raise = opts.raise })
+  local env_opts = { gateway = opts.gateway, ca_bundle = opts.ca_bundle, inherit = inherit,
+                    project_id = opts.project_id, raise = opts.raise }
+  local vim = rawget(_G, "vim")
+  if opts.callback then
+    if type(vim) ~= "table" or type(vim.fn) ~= "table" or type(vim.fn.jobstart) ~= "function" then
+      error("onecli: run: the callback option needs Neovim (vim.fn.jobstart)", 2)
+    end
+    return run_async(client, vim, argv, env_opts, opts.agent, opts.callback)
+  end
+  local env, warnings = _M.gateway_env(client, opts.agent, env_opts)
   if not env then
     return nil, warnings
   end
-  local vim = rawget(_G, "vim")
-  if opts.callback then
-    if type(vim) ~= "table" or type(vim.fn) ~= "table" then
-      error("onecli: run: the callback option needs Neovim (vim.fn.jobstart)", 2)
-    end
-    return run_neovim(vim, env, argv, opts.callback)
-  end
   local result, err
-  if nginx.inside() then
+  local phase = nginx.phase()
+  if phase ~= nil and phase ~= "init" then
     result, err = run_nginx(env, argv)
   else
-    result = run_blocking(env, argv, inherit)
+    result = run_blocking(env, argv)
   end
   if not result then
-    return fail(client, agent_error({ type = "connection_error", code = "SPAWN",
-      message = "could not start " .. argv[1] .. (err and (": " .. tostring(err)) or ""),
-      method = "RUN", path = argv[1] }), opts)
+    return fail(client, spawn_error(argv, err), opts)
   end
   result.warnings = warnings
   return result
@@ -438,77 +563,142 @@ function Agent.__tostring(self)
              tostring(self.gateway))
 end
 
+local REQUEST_OPTIONS = { headers = "table", body = "string", timeout = "number",
+                          raise = "boolean", callback = "function" }
+
+-- One request through the gateway: a response table { status =, headers =,
+-- body = } (any answer of the upstream), or nil, err (a refusal of the
+-- gateway itself, or a failure to reach it). Yields on an asynchronous
+-- transport.
+local function perform(self, method, url, path, opts)
+  local status, headers, body = self.transport:request({
+    method = method, url = url, path = path, headers = opts.headers or {},
+    body = opts.body, timeout = opts.timeout or self.timeout,
+    connect_timeout = self.connect_timeout, secret = secrets[self],
+    fresh_connect = method ~= "GET" and method ~= "HEAD",
+  })
+  if status == nil then
+    return nil, headers
+  end
+  local refusal = headers["x-onecli-gateway-error"]
+  if not refusal then
+    return { status = status, headers = headers, body = body }
+  end
+  local decoded = core.json_decode(body or "")
+  if type(decoded) ~= "table" then
+    decoded = {}
+  end
+  local err = agent_error({
+    type = REFUSALS[refusal] or "api_error", status = status, code = refusal,
+    message = type(decoded.message) == "string" and decoded.message
+      or ("the gateway refused: " .. refusal),
+    method = method, path = path, retryable = refusal == "upstream_unreachable",
+  })
+  err.approval_id = type(decoded.approvalId) == "string" and decoded.approvalId or nil
+  err.rule_id = type(decoded.ruleId) == "string" and decoded.ruleId or nil
+  err.gateway = true
+  return nil, err
+end
+
 --- agent:request(method, url, opts) -> status, headers, body (any answer of
 -- the upstream), or raises / returns nil, err for a refusal of the gateway
 -- itself or a failure to reach it. opts: headers, body, timeout (default:
--- long enough for an approval hold), raise.
+-- long enough for an approval hold), raise, callback.
+--
+-- With opts.callback the request runs in a coroutine of its own and an
+-- onecli.Handle is returned; callback(response, err) gets a table
+-- { status =, headers =, body = } or nil and the error object, once. On
+-- the Neovim and luv transports nothing blocks the loop meanwhile (a
+-- request held for approval can take minutes); called from a coroutine
+-- without a callback, the request suspends that coroutine instead.
 function Agent:request(method, url, opts)
   if type(method) ~= "string" or not method:match("^%u+$") then
     error("onecli: agent:request: method must be an HTTP method in capitals", 2)
   end
-  if type(url) ~= "string" or not url:match("^https?://[^/%s]+") then
+  if type(url) ~= "string" or not url:match("^https?://[^/%s]+") or url:find("[%s%c]") then
     error("onecli: agent:request: url must be an absolute http:// or https:// URL", 2)
   end
-  opts = opts or {}
-  if type(opts) ~= "table" then
+  if opts == nil then
+    opts = {}
+  elseif type(opts) ~= "table" then
     error("onecli: agent:request: options must be a table", 2)
   end
-  local token = secrets[self]
+  for k, v in pairs(opts) do
+    local want = REQUEST_OPTIONS[k]
+    if want == nil then
+      error(fmt("onecli: agent:request: unknown option '%s'", tostring(k)), 2)
+    elseif type(v) ~= want then
+      error(fmt("onecli: agent:request: option '%s' must be a %s, got %s", k, want, type(v)), 2)
+    end
+  end
+  if self.transport == nil then
+    error("onecli: agent:request: the agent was closed", 2)
+  end
   local path = url:match("^https?://[^/]+(/[^?#]*)") or "/"
-  local t = self.transport
-  local status, headers, body = t:request({
-    method = method, url = url, path = path, headers = opts.headers or {},
-    body = opts.body, timeout = opts.timeout or self.timeout,
-    connect_timeout = self.connect_timeout, secret = token,
-    fresh_connect = method ~= "GET" and method ~= "HEAD",
-  })
   local client = self.client
+  if opts.callback then
+    local callback = opts.callback
+    return handle.start({ method = method, path = path, transport = self.transport,
+                          schedule = self.transport.schedule or client._schedule,
+                          secret = secrets[self] },
+      function()
+        return perform(self, method, url, path, opts)
+      end, function(res, err)
+        callback(res, err)
+      end)
+  end
+  local res, err = perform(self, method, url, path, opts)
+  if res then
+    return res.status, res.headers, res.body
+  end
   local raise = opts.raise
   if raise == nil then raise = client.raise end
-  if status == nil then
-    local err = headers
-    if raise then error(err, 0) end
-    return nil, err
+  if raise then
+    return client:_fail(err, { raise = true })
   end
-  local refusal = headers["x-onecli-gateway-error"]
-  if refusal then
-    local decoded = core.json_decode(body or "")
-    local err = agent_error({
-      type = REFUSALS[refusal] or "api_error", status = status, code = refusal,
-      message = type(decoded) == "table" and type(decoded.message) == "string" and decoded.message
-        or ("the gateway refused: " .. refusal),
-      method = method, path = path, retryable = refusal == "upstream_unreachable",
-    })
-    err.approval_id = type(decoded) == "table" and decoded.approvalId or nil
-    err.gateway = true
-    if raise then
-      return client:_fail(err, { raise = true })
-    end
-    return nil, err
-  end
-  return status, headers, body
+  return nil, err
 end
 
+--- Closes the agent's transport (its connections to the gateway).
 function Agent:close()
   if self.transport then
     self.transport:close()
+    self.transport = nil
   end
 end
 
---- client:as_agent(agent, opts) -> an onecli.Agent whose :request() goes
--- through the gateway as that agent (libcurl's proxy and CA options).
-function _M.as_agent(client, agent, opts)
-  opts = check_opts("as_agent", opts, { timeout = "number", connect_timeout = "number" })
+-- The transport of an agent: one like the client's, through the gateway.
+local function agent_transport(client, p, opts)
+  local topts = {
+    proxy = p.proxy, ca_file = p.ca_file,
+    timeout = opts.timeout or APPROVAL_HOLD,
+    connect_timeout = opts.connect_timeout or client.connect_timeout,
+  }
+  local t = client._transport
+  if type(t) == "table" and type(t.derive) == "function" then
+    return t:derive(topts)           -- Neovim, luv: the same loop, not blocking it
+  end
+  local phase = nginx.phase()
+  local mt = type(t) == "table" and getmetatable(t)
+  if (phase ~= nil and phase ~= "init") or (mt and mt.__name == "onecli.RestyTransport") then
+    return nil, "inside nginx, libcurl would block the worker for the whole request (a request "
+      .. "held for approval can take minutes) and the cosocket transport speaks to no proxy: "
+      .. "use client:gateway_proxy() with lua-resty-http's proxy_opts, or client:run()"
+  end
+  return core.new_transport(topts)
+end
+
+-- as_agent's work: the gateway's proxy and CA, then the agent object.
+local function make_agent(client, agent, opts, level)
   local p, err = _M.gateway_proxy(client, agent, { gateway = opts.gateway,
     ca_bundle = opts.ca_bundle, project_id = opts.project_id, raise = opts.raise })
   if not p then
     return nil, err
   end
-  local transport = core.new_transport({
-    proxy = p.proxy, ca_file = p.ca_file,
-    timeout = opts.timeout or APPROVAL_HOLD,
-    connect_timeout = opts.connect_timeout or client.connect_timeout,
-  })
+  local transport, why = agent_transport(client, p, opts)
+  if not transport then
+    error("onecli: as_agent: " .. why, level + 1)
+  end
   local self = setmetatable({
     client = client, agent = agent, transport = transport,
     gateway = (p.proxy:gsub("//[^@/]*@", "//")),
@@ -517,6 +707,40 @@ function _M.as_agent(client, agent, opts)
   }, Agent)
   secrets[self] = proxy_token(p.proxy)
   return self
+end
+
+--- client:as_agent(agent, opts) -> an onecli.Agent whose :request() goes
+-- through the gateway as that agent (libcurl's proxy and CA options, on a
+-- transport like the client's: Neovim's and luv's do not block the loop).
+-- Making it reads the agent's container config: on those transports call
+-- it from a coroutine, or pass opts.callback(agent, err) (a Handle is
+-- returned).
+function _M.as_agent(client, agent, opts)
+  opts = check_opts("as_agent", opts, { timeout = "number", connect_timeout = "number",
+                                        callback = "function" })
+  for _, k in ipairs({ "timeout", "connect_timeout" }) do
+    if opts[k] ~= nil and (opts[k] <= 0 or opts[k] ~= opts[k]) then
+      error(fmt("onecli: as_agent: option '%s' must be a positive number of seconds", k), 2)
+    end
+  end
+  if agent ~= nil and (type(agent) ~= "string" or agent == "") then
+    error("onecli: as_agent: agent must be an identifier or id (a non-empty string) or nil", 2)
+  end
+  local callback = opts.callback
+  if callback then
+    local t = client._transport or client:_transport_now()
+    local quiet = {}
+    for k, v in pairs(opts) do quiet[k] = v end
+    quiet.callback, quiet.raise = nil, false     -- the error goes to the callback
+    return handle.start({ method = "GET", path = client._base_path .. "/container-config",
+                          transport = t, schedule = t.schedule or client._schedule },
+      function()
+        return make_agent(client, agent, quiet, 1)
+      end, function(a, err)
+        callback(a, err)
+      end)
+  end
+  return make_agent(client, agent, opts, 2)
 end
 
 client_mod.extend_client("gateway_env", _M.gateway_env)

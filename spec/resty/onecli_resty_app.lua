@@ -333,6 +333,34 @@ function handlers.server_name(args)
   return timed_request(t, "GET", settings.tls_url .. "/")
 end
 
+-- being the agent inside nginx: client:run through ngx.pipe (the worker
+-- serving meanwhile), and as_agent refused with its reason
+local function agent_client()
+  local c = client({ raise = false })
+  c.agents:create({ name = "nginx bot", identifier = "nginx-bot" })   -- (a 409 the second time)
+  return c, settings.cert:match("^(.*)/") .. "/bundle.pem"
+end
+
+function handlers.agent_run(args)
+  local c, bundle = agent_client()
+  local t0 = start()
+  local r, err = c:run({ "sh", "-c", "sleep " .. (tonumber(args.sleep) or 0)
+      .. '; echo "proxy=${HTTPS_PROXY%%@*}"; echo "ca=$CURL_CA_BUNDLE"; echo "no_proxy=${NO_PROXY:-none}"' },
+    { agent = "nginx-bot", ca_bundle = bundle })
+  c:close()
+  if not r then
+    return error_fields(err)
+  end
+  return { status = r.status, output = (r.output:gsub("aoc_%x+", "<token>")),
+           elapsed = elapsed_since(t0), bundle = bundle }
+end
+
+function handlers.as_agent_refused()
+  local c, bundle = agent_client()
+  local ok, msg = pcall(c.as_agent, c, "nginx-bot", { ca_bundle = bundle })
+  c:close()
+  return { ok = ok, message = (tostring(msg):gsub("aoc_%x+", "<token>")) }
+end
 
 function _M.handle()
   local name = ngx.var.uri:match("^/[%w%-]+/([%w_]+)$")

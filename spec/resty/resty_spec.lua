@@ -285,6 +285,43 @@ describe("the OpenResty transport in nginx", function()
     end)
   end)
 
+  describe("being the agent", function()
+    it("client:run spawns through ngx.pipe with the gateway's environment; the worker serves meanwhile",
+      function()
+        local t0 = gettime()
+        local slow = send_request("/t/agent_run?sleep=1.5", 15)
+        -- while the child sleeps, the same worker answers pings
+        local pings = {}
+        assert.is_true(wait_until(5, function() return hits("/v1/container-config") >= 1 end),
+          "the run never asked for the container config")
+        for _ = 1, 3 do
+          local ts = gettime()
+          local p = call("/ping", 5)
+          pings[#pings + 1] = { took = gettime() - ts, at = gettime() - t0 }
+          assert.is_truthy(p.pong)
+        end
+        local status, r = read_answer(slow)
+        assert.are.equal(200, status)
+        assert.are.equal(0, r.status, tostring(r.output or r.message or r.raised))
+        assert.matches("proxy=http://x:<token>", r.output, 1, true)
+        assert.matches("ca=" .. r.bundle, r.output, 1, true)
+        assert.matches("no_proxy=none", r.output, 1, true)
+        assert.is_true(r.elapsed >= 1.4, "the child ran " .. r.elapsed .. " s")
+        for i, p in ipairs(pings) do
+          assert.is_true(p.took < 1, ("ping %d took %.2f s"):format(i, p.took))
+          assert.is_true(p.at < 1.5, ("ping %d answered only after the child was done"):format(i))
+        end
+      end)
+
+    it("client:as_agent says why it cannot run in a worker and what to use instead", function()
+      local r = call("/t/as_agent_refused")
+      assert.is_false(r.ok)
+      assert.matches("inside nginx, libcurl would block the worker", r.message, 1, true)
+      assert.matches("gateway_proxy", r.message, 1, true)
+      assert.is_nil(r.message:find("<token>", 1, true))
+    end)
+  end)
+
   describe("keep-alive", function()
     it("reuses one pooled connection across calls and across nginx requests", function()
       call("/t/list?n=5")
