@@ -24,6 +24,7 @@ end
 -- Runs the loop until done() or `seconds` (a guard against a hang).
 local function run_until(done, seconds)
   local guard, expired = uv.new_timer(), false
+  uv.update_time()      -- (the loop may not have run for a while)
   guard:start(math.floor(seconds * 1000), 0, function() expired = true end)
   while not done() and not expired do
     uv.run("once")
@@ -105,6 +106,30 @@ describe("onecli.transport.uv on a plain luv loop", function()
     assert.equal("not_found_error", ran.err.type)
     client:close()
     quiet:close()
+  end)
+
+  it("waits as long as asked after the loop sat idle through blocking work", function()
+    -- libuv counts timers from its cached time, refreshed only when the
+    -- loop runs: the transport refreshes it before each timer it starts
+    uv.run("nowait")
+    srv:fault({ path = "/v1/agents", kind = "delay", seconds = 3 })
+    local client = new_client()
+    local h = client.agents:list({ callback = function() end })
+    os.execute("sleep 1")                 -- blocking work: the loop does not run
+    local t0 = ms()
+    local _, err = h:wait(500)
+    local waited = ms() - t0
+    assert.equal("WAIT_TIMEOUT", err.code)
+    assert.is_true(waited >= 450, ("wait(500) returned after %.0f ms"):format(waited))
+    h:cancel()
+    -- a sleep (a retry's wait) too
+    os.execute("sleep 1")
+    local slept
+    t0 = ms()
+    uvt.run(function() uvt.sleep(0.3) end, function() slept = ms() - t0 end)
+    run_until(function() return slept ~= nil end, 5 * SLOW)
+    assert.is_true(slept >= 270, ("sleep(0.3) took %.0f ms"):format(slept))
+    client:close()
   end)
 
   it("hands an error raised in run() after a call to done, with a traceback", function()

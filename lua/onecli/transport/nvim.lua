@@ -95,6 +95,7 @@ function _M.sleep(seconds)
           .. "\").run(function() ... end)", 2)
   end
   local timer = vim.loop.new_timer()
+  uvt.fresh_now(vim.loop)
   timer:start(math.max(0, math.floor(seconds * 1000 + 0.5)), 0, function()
     timer:close()
     vim.schedule(function() require("onecli.handle").resume(co) end)

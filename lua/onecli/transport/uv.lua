@@ -121,6 +121,19 @@ _M.final_error = final_error
 ---@field name string        for messages ("Neovim", "luv")
 ---@field module string      the module users require, for messages
 
+-- libuv counts a timer from the loop's cached time, which is only
+-- refreshed when the loop runs: after blocking work (a plain Lua script
+-- that did other things for a while) a timer started with a stale time
+-- fires early, by however long the loop did not run: a handle:wait(500)
+-- would time out at once, a retry's sleep would be cut short. Every timer
+-- here is started from the time now.
+local function fresh_now(uv)
+  if uv.update_time then
+    uv.update_time()
+  end
+end
+_M.fresh_now = fresh_now
+
 -- A scheduler over a uv idle handle: fn runs on the next turn of the
 -- loop; the handle exists only while something is queued.
 local function idle_scheduler(uv)
@@ -157,6 +170,7 @@ local function luv_waiter(uv)
     end
     local expired = false
     local timer = uv.new_timer()
+    fresh_now(uv)
     timer:start(ms, 0, function() expired = true end)
     while not done() and not expired do
       uv.run("once")
@@ -285,6 +299,7 @@ function Transport:_sync()
         self._timer = timer
       end
       timer:stop()
+      fresh_now(uv)
       timer:start(timer_ms, 0, self._on_timer)
     end
   end
@@ -433,6 +448,7 @@ function Transport:sleep(seconds)
   local w = { co = co, timer = timer }
   self._sleepers[timer] = w
   self._by_co[co] = w
+  fresh_now(self._uv)
   timer:start(max(0, floor(seconds * 1000 + 0.5)), 0, function()
     self._sleepers[timer] = nil
     if self._by_co[co] == w then
@@ -667,6 +683,7 @@ function _M.sleep(seconds)
   end
   local host = luv_default()
   local timer = host.uv.new_timer()
+  fresh_now(host.uv)
   timer:start(max(0, floor(seconds * 1000 + 0.5)), 0, function()
     close_handle(timer)
     host.schedule(function() handle.resume(co) end)
