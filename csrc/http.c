@@ -791,6 +791,8 @@ CURLcode onecli_exchange_prepare(lua_State *L, onecli_exchange_t *x, CURL *easy,
 /* ---------------------------------------------------------------- */
 /* outcomes                                                         */
 
+static void push_response_headers(lua_State *L, const onecli_buffer_t *head, int lean);
+
 void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
                                 CURLcode rc, const onecli_request_t *r,
                                 int started)
@@ -859,6 +861,22 @@ void onecli_exchange_push_error(lua_State *L, onecli_exchange_t *x, CURL *easy,
         if (x->final) {
             lua_pushboolean(L, 0);
             lua_setfield(L, -2, "retryable");
+        }
+    }
+    if (easy != NULL) {
+        long connect_code = 0;
+        if (curl_easy_getinfo(easy, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
+                && connect_code >= 300) {
+            /* the proxy refused the CONNECT (an https:// URL through a
+             * proxy): its status and headers, which name why (the OneCLI
+             * gateway's X-OneCLI-Gateway-Error); libcurl drops its body.
+             * Nothing reached the server. */
+            lua_pushinteger(L, (lua_Integer)connect_code);
+            lua_setfield(L, -2, "proxy_status");
+            push_response_headers(L, &x->head, 0);
+            lua_setfield(L, -2, "proxy_headers");
+            lua_pushboolean(L, 0);
+            lua_setfield(L, -2, "request_sent");
         }
     }
 }

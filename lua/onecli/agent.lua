@@ -566,6 +566,29 @@ end
 local REQUEST_OPTIONS = { headers = "table", body = "string", timeout = "number",
                           raise = "boolean", callback = "function" }
 
+-- The error object of a refusal of the gateway itself (its
+-- X-OneCLI-Gateway-Error code, nil when it gave none, and its JSON body
+-- when there was one).
+local function refusal_error(refusal, status, decoded, method, path)
+  if type(decoded) ~= "table" then
+    decoded = {}
+  end
+  local message = type(decoded.message) == "string" and decoded.message
+  if not message then
+    message = refusal and ("the gateway refused: " .. refusal)
+      or ("the gateway refused the tunnel (CONNECT) with HTTP " .. tostring(status))
+  end
+  local err = agent_error({
+    type = refusal and REFUSALS[refusal] or (refusal and "api_error" or "connection_error"),
+    status = status, code = refusal or "PROXY_CONNECT", message = message,
+    method = method, path = path, retryable = refusal == "upstream_unreachable",
+  })
+  err.approval_id = type(decoded.approvalId) == "string" and decoded.approvalId or nil
+  err.rule_id = type(decoded.ruleId) == "string" and decoded.ruleId or nil
+  err.gateway = true
+  return err
+end
+
 -- One request through the gateway: a response table { status =, headers =,
 -- body = } (any answer of the upstream), or nil, err (a refusal of the
 -- gateway itself, or a failure to reach it). Yields on an asynchronous
@@ -578,26 +601,22 @@ local function perform(self, method, url, path, opts)
     fresh_connect = method ~= "GET" and method ~= "HEAD",
   })
   if status == nil then
-    return nil, headers
+    local err = headers
+    if type(err) == "table" and type(err.proxy_status) == "number" then
+      -- an https:// URL: the gateway refused the CONNECT (libcurl keeps
+      -- its status and headers, not its body)
+      local h = type(err.proxy_headers) == "table" and err.proxy_headers or {}
+      return nil, refusal_error(h["x-onecli-gateway-error"]
+        or (err.proxy_status == 407 and "invalid_agent_token" or nil), err.proxy_status, nil,
+        method, path)
+    end
+    return nil, err
   end
   local refusal = headers["x-onecli-gateway-error"]
   if not refusal then
     return { status = status, headers = headers, body = body }
   end
-  local decoded = core.json_decode(body or "")
-  if type(decoded) ~= "table" then
-    decoded = {}
-  end
-  local err = agent_error({
-    type = REFUSALS[refusal] or "api_error", status = status, code = refusal,
-    message = type(decoded.message) == "string" and decoded.message
-      or ("the gateway refused: " .. refusal),
-    method = method, path = path, retryable = refusal == "upstream_unreachable",
-  })
-  err.approval_id = type(decoded.approvalId) == "string" and decoded.approvalId or nil
-  err.rule_id = type(decoded.ruleId) == "string" and decoded.ruleId or nil
-  err.gateway = true
-  return nil, err
+  return nil, refusal_error(refusal, status, core.json_decode(body or ""), method, path)
 end
 
 --- agent:request(method, url, opts) -> status, headers, body (any answer of
