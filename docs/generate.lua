@@ -504,6 +504,26 @@ _M.HELPERS = {
     text = "`docker_command` is the whole `docker run` command as one POSIX-sh-safe string, and "
       .. "its argument list; `mask = true` shows the agent's token (inside the proxy variables) "
       .. "as `***` in the string only. `shell_quote` quotes any list of words." },
+  { title = "Being the agent: client:gateway_env, client:run, client:gateway_proxy, client:as_agent",
+    check = "client.as_agent",
+    forms = { "local env, warnings = client:gateway_env([agent [, { gateway =, ca_bundle =, inherit = }]])",
+              "local list = onecli.env_list(env)   local line = onecli.env_command(env, argv)",
+              "local result = client:run(argv, { agent =, inherit =, callback = })   -- { status, output, warnings }",
+              "local p = client:gateway_proxy(agent)   -- { proxy =, ca_file =, warnings = }",
+              "local agent = client:as_agent(agent [, { timeout =, callback = }])",
+              "local status, headers, body = agent:request(method, url [, { headers =, body =, callback = }])" },
+    text = "What the Go CLI's `onecli run` does, from Lua. `gateway_env` is a child process's "
+      .. "environment: the agent's proxy on the gateway host seen from here (never "
+      .. "`host.docker.internal`), every CA variable on one bundle of the system CAs and the "
+      .. "gateway CA, no `ANTHROPIC_API_KEY` placeholder, and with `inherit` the current "
+      .. "environment minus every proxy, `NO_PROXY` and CA variable. `run` starts a command "
+      .. "with exactly that environment (Neovim, with `callback`: a handle, `jobstart`; nginx: "
+      .. "`ngx.pipe` or a detached shell polled with `ngx.sleep`). `gateway_proxy` is for the "
+      .. "host's own HTTP clients. `as_agent` sends requests through the gateway with libcurl "
+      .. "on the client's kind of transport (not inside an nginx worker); the gateway's "
+      .. "refusals are `authentication_error`, `policy_error`, `approval_denied_error`, "
+      .. "`approval_expired_error` with `gateway = true`. The agent's token is never in an "
+      .. "error or a log line." },
   { title = "client.approvals:runner and :run", check = "client.approvals.runner",
     forms = { "local runner = client.approvals:runner(handler [, opts])",
               "local stats = client.approvals:run(handler [, opts])   -- runner(...):run()" },
@@ -1332,6 +1352,37 @@ function _M.meta_lua(endpoints)
   w("---@return string")
   w("function onecli.shell_quote(words) end")
   w("")
+  w("---An environment as a sorted list of `\"K=V\"` strings (vim.system, jobstart, uv.spawn, ngx.pipe).")
+  w("---@param env table<string, string>")
+  w("---@return string[]")
+  w("function onecli.env_list(env) end")
+  w("")
+  w("---A quoted `env ... cmd args` line for os.execute; `complete = true`: `env -i`.")
+  w("---@param env table<string, string>")
+  w("---@param argv string[]")
+  w("---@param opts? { complete?: boolean }")
+  w("---@return string")
+  w("function onecli.env_command(env, argv, opts) end")
+  w("")
+  w("---Sends requests through the OneCLI gateway as an agent (client:as_agent).")
+  w("---@class onecli.GatewayAgent")
+  w("---@field warnings string[] the server's, from the agent's container config")
+  w("local GatewayAgent = {}")
+  w("")
+  w("---Any request through the gateway: the upstream's status, headers and body, or nil and")
+  w("---the error object of the gateway's refusal. With `callback`, a handle is returned and")
+  w("---`callback({ status =, headers =, body = }, err)` is called.")
+  w("---@param method string")
+  w("---@param url string an absolute http:// or https:// URL")
+  w("---@param opts? { headers?: table<string, string>, body?: string, timeout?: number, raise?: boolean, callback?: fun(response: { status: integer, headers: table<string, string>, body: string }?, err: onecli.Error?) }")
+  w("---@return integer|onecli.Handle|nil status")
+  w("---@return table<string, string>|onecli.Error|nil headers")
+  w("---@return string? body")
+  w("function GatewayAgent:request(method, url, opts) end")
+  w("")
+  w("---Closes its connections to the gateway.")
+  w("function GatewayAgent:close() end")
+  w("")
   w("---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.")
   w("---@param opts? onecli.nvim.Options")
   w("function onecli.setup(opts) end")
@@ -1477,6 +1528,37 @@ function _M.meta_lua(endpoints)
   w("---Whether an API key is configured (the key itself is never exposed).")
   w("---@return boolean")
   w("function Client:has_api_key() end")
+  w("")
+  w("---The environment of the Go CLI's `onecli run` for a child process run as `agent` (an")
+  w("---identifier or an id; nil: the default agent), and the server's warnings.")
+  w("---@param agent? string")
+  w("---@param opts? { gateway?: string, ca_bundle?: string, inherit?: boolean, project_id?: string, raise?: boolean }")
+  w("---@return table<string, string>? env")
+  w("---@return string[]|onecli.Error warnings")
+  w("function Client:gateway_env(agent, opts) end")
+  w("")
+  w("---Runs argv as the agent with exactly the gateway's environment. In Neovim, with")
+  w("---`callback`, returns a handle at once and calls `callback(result, err)`.")
+  w("---@param argv string[]")
+  w("---@param opts? { agent?: string, gateway?: string, ca_bundle?: string, inherit?: boolean, callback?: fun(result: { status: integer, output: string, warnings: string[] }?, err: onecli.Error?), project_id?: string, raise?: boolean }")
+  w("---@return { status: integer, output: string, warnings: string[] }|onecli.Handle|nil result")
+  w("---@return onecli.Error? err")
+  w("function Client:run(argv, opts) end")
+  w("")
+  w("---The agent's proxy URL (its token inside) and the CA bundle, for the host's own HTTP clients.")
+  w("---@param agent? string")
+  w("---@param opts? { gateway?: string, ca_bundle?: string, project_id?: string, raise?: boolean }")
+  w("---@return { proxy: string, ca_file: string?, warnings: string[] }? proxy")
+  w("---@return onecli.Error? err")
+  w("function Client:gateway_proxy(agent, opts) end")
+  w("")
+  w("---An object that sends requests through the gateway as `agent`. On the Neovim and luv")
+  w("---transports pass `callback(agent, err)` (a handle is returned) or call it in a coroutine.")
+  w("---@param agent? string")
+  w("---@param opts? { gateway?: string, ca_bundle?: string, timeout?: number, connect_timeout?: number, callback?: fun(agent: onecli.GatewayAgent?, err: onecli.Error?), project_id?: string, raise?: boolean }")
+  w("---@return onecli.GatewayAgent|onecli.Handle|nil agent")
+  w("---@return onecli.Error? err")
+  w("function Client:as_agent(agent, opts) end")
   w("")
   w("---The gateway origin approvals are sent to (gateway_url, ONECLI_GATEWAY_URL or")
   w("---GET /gateway-url, cached). Returns nil, err instead of raising.")

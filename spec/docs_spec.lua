@@ -293,6 +293,8 @@ describe("generated docs", function()
       "client.request", "client.close", "client.has_api_key", "client.gateway_origin",
       "client.container_config", "onecli.docker_args", "onecli.try", "onecli.array",
       "onecli.is_error", "onecli.setup", "onecli.docker_command", "onecli.shell_quote",
+      "client.gateway_env", "client.run", "client.gateway_proxy", "client.as_agent",
+      "onecli.env_list", "onecli.env_command",
     }
     local roots = { client = client, onecli = onecli }
     local things = {}

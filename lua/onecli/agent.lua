@@ -554,12 +554,12 @@ local REFUSALS = {
 
 local Agent = {}
 Agent.__index = Agent
-Agent.__name = "onecli.Agent"
+Agent.__name = "onecli.GatewayAgent"
 
 local secrets = setmetatable({}, { __mode = "k" })   -- agent object -> its token
 
 function Agent.__tostring(self)
-  return fmt("onecli.Agent (%s, through %s)", tostring(self.agent or "default agent"),
+  return fmt("onecli.GatewayAgent (%s, through %s)", tostring(self.agent or "default agent"),
              tostring(self.gateway))
 end
 
@@ -728,7 +728,7 @@ local function make_agent(client, agent, opts, level)
   return self
 end
 
---- client:as_agent(agent, opts) -> an onecli.Agent whose :request() goes
+--- client:as_agent(agent, opts) -> an onecli.GatewayAgent whose :request() goes
 -- through the gateway as that agent (libcurl's proxy and CA options, on a
 -- transport like the client's: Neovim's and luv's do not block the loop).
 -- Making it reads the agent's container config: on those transports call

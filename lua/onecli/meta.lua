@@ -65,6 +65,37 @@ function onecli.docker_command(config, opts, image, ...) end
 ---@return string
 function onecli.shell_quote(words) end
 
+---An environment as a sorted list of `"K=V"` strings (vim.system, jobstart, uv.spawn, ngx.pipe).
+---@param env table<string, string>
+---@return string[]
+function onecli.env_list(env) end
+
+---A quoted `env ... cmd args` line for os.execute; `complete = true`: `env -i`.
+---@param env table<string, string>
+---@param argv string[]
+---@param opts? { complete?: boolean }
+---@return string
+function onecli.env_command(env, argv, opts) end
+
+---Sends requests through the OneCLI gateway as an agent (client:as_agent).
+---@class onecli.GatewayAgent
+---@field warnings string[] the server's, from the agent's container config
+local GatewayAgent = {}
+
+---Any request through the gateway: the upstream's status, headers and body, or nil and
+---the error object of the gateway's refusal. With `callback`, a handle is returned and
+---`callback({ status =, headers =, body = }, err)` is called.
+---@param method string
+---@param url string an absolute http:// or https:// URL
+---@param opts? { headers?: table<string, string>, body?: string, timeout?: number, raise?: boolean, callback?: fun(response: { status: integer, headers: table<string, string>, body: string }?, err: onecli.Error?) }
+---@return integer|onecli.Handle|nil status
+---@return table<string, string>|onecli.Error|nil headers
+---@return string? body
+function GatewayAgent:request(method, url, opts) end
+
+---Closes its connections to the gateway.
+function GatewayAgent:close() end
+
 ---Neovim: configures the `:OneCLI` command (onecli.nvim); the client is made on first use.
 ---@param opts? onecli.nvim.Options
 function onecli.setup(opts) end
@@ -246,6 +277,37 @@ function Client:close() end
 ---Whether an API key is configured (the key itself is never exposed).
 ---@return boolean
 function Client:has_api_key() end
+
+---The environment of the Go CLI's `onecli run` for a child process run as `agent` (an
+---identifier or an id; nil: the default agent), and the server's warnings.
+---@param agent? string
+---@param opts? { gateway?: string, ca_bundle?: string, inherit?: boolean, project_id?: string, raise?: boolean }
+---@return table<string, string>? env
+---@return string[]|onecli.Error warnings
+function Client:gateway_env(agent, opts) end
+
+---Runs argv as the agent with exactly the gateway's environment. In Neovim, with
+---`callback`, returns a handle at once and calls `callback(result, err)`.
+---@param argv string[]
+---@param opts? { agent?: string, gateway?: string, ca_bundle?: string, inherit?: boolean, callback?: fun(result: { status: integer, output: string, warnings: string[] }?, err: onecli.Error?), project_id?: string, raise?: boolean }
+---@return { status: integer, output: string, warnings: string[] }|onecli.Handle|nil result
+---@return onecli.Error? err
+function Client:run(argv, opts) end
+
+---The agent's proxy URL (its token inside) and the CA bundle, for the host's own HTTP clients.
+---@param agent? string
+---@param opts? { gateway?: string, ca_bundle?: string, project_id?: string, raise?: boolean }
+---@return { proxy: string, ca_file: string?, warnings: string[] }? proxy
+---@return onecli.Error? err
+function Client:gateway_proxy(agent, opts) end
+
+---An object that sends requests through the gateway as `agent`. On the Neovim and luv
+---transports pass `callback(agent, err)` (a handle is returned) or call it in a coroutine.
+---@param agent? string
+---@param opts? { gateway?: string, ca_bundle?: string, timeout?: number, connect_timeout?: number, callback?: fun(agent: onecli.GatewayAgent?, err: onecli.Error?), project_id?: string, raise?: boolean }
+---@return onecli.GatewayAgent|onecli.Handle|nil agent
+---@return onecli.Error? err
+function Client:as_agent(agent, opts) end
 
 ---The gateway origin approvals are sent to (gateway_url, ONECLI_GATEWAY_URL or
 ---GET /gateway-url, cached). Returns nil, err instead of raising.
