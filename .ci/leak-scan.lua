@@ -1,6 +1,6 @@
 -- Looks for API keys in everything a test run printed or logged.
 --
---   lua5.4 .ci/leak-scan.lua --keys FILE [--require-keys] [--tmp-newer STAMP]
+--   lua5.4 .ci/leak-scan.lua --keys FILE [--require-keys] [--require-kind K]... [--tmp-newer STAMP]
 --                            [--max N] PATH...
 --
 -- --keys FILE    the keys the run used, one a line: "KIND KEY" or just "KEY"
@@ -10,6 +10,9 @@
 --                is never scanned.
 -- --require-keys fail when FILE holds no key (the run recorded nothing, so
 --                the scan could not look for the keys it used)
+-- --require-kind K  fail when FILE holds no key of kind K (repeatable; e.g.
+--                agent_token: the suite must have recorded the agent tokens
+--                the stand-in issued, so that the scan looked for them)
 -- --tmp-newer S  also scan what the specs left in /tmp that is newer than the
 --                file S: /tmp/lua_* (os.tmpname(): the stand-ins' stderr, the
 --                nginx prefixes' logs/) and /tmp/tmp.*/*.log (mktemp -d). Only
@@ -74,6 +77,7 @@ end
 -- arguments -------------------------------------------------------------
 
 local keys_file, require_keys, tmp_newer, max_list = nil, false, nil, 50
+local required_kinds = {}
 local paths = {}
 do
   local i = 1
@@ -81,6 +85,8 @@ do
     local a = arg[i]
     if a == "--keys" then keys_file = arg[i + 1] or usage("--keys needs a file"); i = i + 1
     elseif a == "--require-keys" then require_keys = true
+    elseif a == "--require-kind" then
+      required_kinds[#required_kinds + 1] = arg[i + 1] or usage("--require-kind needs a kind"); i = i + 1
     elseif a == "--tmp-newer" then tmp_newer = arg[i + 1] or usage("--tmp-newer needs a file"); i = i + 1
     elseif a == "--max" then max_list = tonumber(arg[i + 1]) or usage("--max needs a number"); i = i + 1
     elseif a:sub(1, 2) == "--" then usage("unknown option " .. a)
@@ -171,6 +177,18 @@ if require_keys and #keys == 0 then
   print("no key recorded in " .. keys_file .. ": the run did not say which keys it used "
     .. "(ONECLI_SPEC_KEYS_FILE, lua/onecli/standin/launcher.lua), so they could not be looked for")
   os.exit(1)
+end
+
+for _, kind in ipairs(required_kinds) do
+  local n = 0
+  for _, k in ipairs(keys) do
+    if k.kind == kind then n = n + 1 end
+  end
+  if n == 0 then
+    print("no key of kind " .. kind .. " recorded in " .. keys_file .. ": the run did not say which "
+      .. "it used, so they could not be looked for")
+    os.exit(1)
+  end
 end
 
 -- needles: what to look for, indexed by their first ANCHOR characters

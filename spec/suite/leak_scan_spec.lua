@@ -200,6 +200,32 @@ describe("leak-scan (.ci/leak-scan.lua)", function()
     assert.truthy(out:find("/ci%-test%.log:1: key #1"), safe(out))
   end)
 
+  it("finds an agent token in a proxy URL and in Proxy-Authorization's base64", function()
+    local token = "aoc_" .. random_hex(64)
+    local kf = support.write(dir .. "/agent-keys.txt", "agent_token " .. token .. "\n")
+    local function run(name, content)
+      local file = support.write(dir .. "/" .. name, content)
+      local out, code = support.script("leak-scan.lua", { "--keys", kf, "--require-kind", "agent_token", file })
+      return out:gsub(token:gsub("%W", "%%%0"), "<TOKEN>"), code
+    end
+    local out, code = run("proxy-url.log", "HTTPS_PROXY=http://x:" .. token .. "@127.0.0.1:10255\n")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("proxy%-url%.log:1: key #1 %(agent_token, "), out)
+    out, code = run("proxy-auth.log", "> Proxy-Authorization: Basic " .. base64("x:" .. token) .. "\n")
+    assert.are.equal(1, code, out)
+    assert.truthy(out:find("proxy%-auth%.log:1: key #1 %(agent_token, "), out)
+    assert.is_nil(out:find("<TOKEN>", 1, true), "the scanner printed the token")
+    out, code = run("clean.log", "HTTPS_PROXY=http://x:<token>@127.0.0.1:10255\n")
+    assert.are.equal(0, code, out)
+  end)
+
+  it("fails with --require-kind when no key of that kind was recorded", function()
+    local out, code = support.script("leak-scan.lua", { "--keys", keys_file, "--require-kind", "agent_token",
+      support.write(dir .. "/empty2.log", "nothing\n") })
+    assert.are.equal(1, code, safe(out))
+    assert.truthy(out:find("no key of kind agent_token recorded"), safe(out))
+  end)
+
   it("fails with --require-keys when no key was recorded", function()
     local out, code = support.script("leak-scan.lua", { "--keys", dir .. "/none.txt", "--require-keys",
       support.write(dir .. "/empty.log", "nothing\n") })
