@@ -119,12 +119,6 @@ for _, mode in ipairs({ "v2", "v1" }) do
       return "http://x:" .. (t or token) .. "@127.0.0.1:" .. srv.gateway_port
     end
 
-    local function upstream_saw(path)
-      for _, r in ipairs(up:requests()) do
-        if r.path == path then return r end
-      end
-      return nil
-    end
 
     local function log_entry(pred)
       local found
@@ -192,7 +186,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         local body = decode(res.body)
         assert.are.equal("invalid_agent_token", body.error)
         assert.are.equal("string", type(body.message))
-        assert.is_nil(upstream_saw("/no-auth"))
+        assert.is_nil(up:saw("/no-auth"))
       end)
 
       it("answers 407 for an unknown token and for a key that is not an agent token", function()
@@ -203,7 +197,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         end
         local res = proxied("GET", "/bad-auth", { auth = "Bearer " .. token })
         assert.are.equal(407, res.status)
-        assert.is_nil(upstream_saw("/bad-auth"))
+        assert.is_nil(up:saw("/bad-auth"))
       end)
 
       it("forwards with the agent's token (curl -x, any user name)", function()
@@ -378,7 +372,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         assert.are.equal("blocked_by_policy", err.error)
         assert.are.equal(rules.block, err.ruleId)
         assert.are.equal("string", type(err.message))
-        assert.is_nil(upstream_saw("/blocked/thing"))
+        assert.is_nil(up:saw("/blocked/thing"))
         assert.are.equal("blocked", log_entry(function(e) return e.path == "/blocked/thing" end).decision)
       end)
 
@@ -411,7 +405,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         assert.is_nil(a.headers["x-upstream-key"])
         assert.are.equal("application/json", a.headers["content-type"])
         assert.are.equal("string", type(a.expiresAt))
-        assert.is_nil(upstream_saw("/held/charge"))
+        assert.is_nil(up:saw("/held/charge"))
         assert.are.equal("held", log_entry(function(e) return e.path == "/held/charge" end).decision)
 
         local status = gateway_api("POST", "/v1/approvals/" .. a.id .. "/decision", { decision = "approve" })
@@ -446,7 +440,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         local err = decode(res.body)
         assert.are.equal("approval_denied", err.error)
         assert.are.equal(a.id, err.approvalId)
-        assert.is_nil(upstream_saw("/held/deny-me"))
+        assert.is_nil(up:saw("/held/deny-me"))
         assert.are.equal("denied", log_entry(function(e) return e.path == "/held/deny-me" end).decision)
       end)
 
@@ -479,7 +473,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
         end)
         srv:gateway_settings({ approval_timeout = 180 })
         assert(ok, failure)
-        assert.is_nil(upstream_saw("/held/expire-me"))
+        assert.is_nil(up:saw("/held/expire-me"))
       end)
     end)
 
@@ -489,7 +483,7 @@ for _, mode in ipairs({ "v2", "v1" }) do
       -- (the suite shuffles tests within a file)
       local res = proxied("GET", "/scanned")
       assert.are.equal(200, res.status)
-      assert.is_truthy(upstream_saw("/scanned"))
+      assert.is_truthy(up:saw("/scanned"))
       local log = srv:requests()
       local proxied_entries = {}
       for _, e in ipairs(log) do

@@ -62,12 +62,6 @@ describe("being the agent through the gateway", function()
     client:close()
   end)
 
-  local function upstream_saw(path)
-    for _, r in ipairs(up:requests()) do
-      if r.path == path then return r end
-    end
-    return nil
-  end
 
   -- No field of err, nor its string form, holds the token or the secret.
   local function clean(err)
@@ -86,7 +80,7 @@ describe("being the agent through the gateway", function()
     assert.equal(200, status)
     assert.equal("table", type(headers))
     assert.matches("hello", body, 1, true)
-    local seen = assert(upstream_saw("/v1/echo"))
+    local seen = assert(up:saw("/v1/echo"))
     assert.equal("POST", seen.method)
     assert.equal("Key " .. SECRET, seen.headers["x-api-key"])
     assert.is_nil(seen.headers["proxy-authorization"])
@@ -109,8 +103,8 @@ describe("being the agent through the gateway", function()
     assert.is_nil(status)
     assert.equal("policy_error", err2.type)
     clean(err)
-    assert.is_nil(upstream_saw("/blocked/thing"))
-    assert.is_nil(upstream_saw("/blocked/other"))
+    assert.is_nil(up:saw("/blocked/thing"))
+    assert.is_nil(up:saw("/blocked/other"))
   end)
 
   it("gives an authentication_error when the agent's token is no longer valid", function()
@@ -122,7 +116,7 @@ describe("being the agent through the gateway", function()
     assert.equal("invalid_agent_token", err.code)
     assert.equal(407, err.status)
     clean(err)
-    assert.is_nil(upstream_saw("/after-rotation"))
+    assert.is_nil(up:saw("/after-rotation"))
   end)
 
   it("types the gateway's refusal of an https:// tunnel too (CONNECT: status and headers, no body)", function()
@@ -170,7 +164,7 @@ describe("being the agent through the gateway", function()
     assert.equal("string", type(err.approval_id))
     assert.is_true(os.time() - t0 <= 10 * SLOW)
     clean(err)
-    assert.is_nil(upstream_saw("/held/expire-me"))
+    assert.is_nil(up:saw("/held/expire-me"))
   end)
 
   it("refuses a timeout that is not a positive number", function()
@@ -191,17 +185,7 @@ describe("being the agent through the gateway", function()
       return
     end
 
-    -- Runs the loop until done() or `seconds` have passed.
-    local function run_until(done, seconds)
-      local guard, expired = uv.new_timer(), false
-      uv.update_time()      -- (the loop may not have run for a while)
-      guard:start(math.floor(seconds * 1000), 0, function() expired = true end)
-      while not done() and not expired do
-        uv.run("once")
-      end
-      guard:close()
-      uv.run("nowait")
-    end
+    local run_until = require("support.luv").run_until
 
     -- The pending approval of `path`, looked for while the loop runs
     -- (the held request needs it to reach the gateway).
@@ -239,7 +223,7 @@ describe("being the agent through the gateway", function()
       local pending_one = held(h, "/held/approve-me")
       assert.equal("GET", pending_one.method)
       assert.is_false(h:is_done())
-      assert.is_nil(upstream_saw("/held/approve-me"))
+      assert.is_nil(up:saw("/held/approve-me"))
       local ticks_before = ticks
       client.approvals:decide(pending_one.id, "approve")
       run_until(function() return got ~= nil end, 10 * SLOW)
@@ -250,7 +234,7 @@ describe("being the agent through the gateway", function()
       assert.is_nil(got.err)
       assert.equal(200, got.res.status)
       assert.is_true(ticks_before > 0, "the loop's timer did not run while the request was held")
-      local seen = assert(upstream_saw("/held/approve-me"))
+      local seen = assert(up:saw("/held/approve-me"))
       assert.equal("Key " .. SECRET, seen.headers["x-api-key"])
     end)
 
@@ -271,7 +255,7 @@ describe("being the agent through the gateway", function()
       assert.equal(pending_one.id, got.err.approval_id)
       assert.equal(403, got.err.status)
       clean(got.err)
-      assert.is_nil(upstream_saw("/held/deny-me"))
+      assert.is_nil(up:saw("/held/deny-me"))
     end)
 
     it("suspends the calling coroutine instead, without a callback", function()
@@ -289,7 +273,7 @@ describe("being the agent through the gateway", function()
       aclient:close()
       assert.is_true(result.ok, tostring(result.status))
       assert.equal(200, result.status)
-      assert.is_truthy(upstream_saw("/in-a-coroutine"))
+      assert.is_truthy(up:saw("/in-a-coroutine"))
     end)
 
     it("hands an agent that cannot be made to the callback as an error object", function()
@@ -343,7 +327,7 @@ describe("being the agent through the gateway", function()
       assert.is_nil(env_part:find(SECRET, 1, true), "the secret was in the child's environment")
       assert.is_nil(env_part:find("ANTHROPIC_API_KEY=", 1, true))
       assert.matches("^HTTP/1%.1 200", curl_part)
-      local seen = assert(upstream_saw("/via-curl"), "the upstream never saw curl's request")
+      local seen = assert(up:saw("/via-curl"), "the upstream never saw curl's request")
       assert.equal("Key " .. SECRET, seen.headers["x-api-key"])
       assert.is_nil(seen.headers["proxy-authorization"])
     end)
@@ -358,7 +342,7 @@ describe("being the agent through the gateway", function()
       assert.equal(0, result.status)
       assert.matches("^HTTP/1%.1 403", result.output)
       assert.matches("X%-OneCLI%-Gateway%-Error: blocked_by_policy", result.output)
-      assert.is_nil(upstream_saw("/blocked/by-curl"))
+      assert.is_nil(up:saw("/blocked/by-curl"))
     end)
   end)
 end)

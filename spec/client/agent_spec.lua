@@ -193,6 +193,15 @@ describe("being the agent", function()
       "option 'proxy' must be an http:// or https:// URL")
   end)
 
+  it("waits as long as the gateway may hold a request (180 s), not the client's 30 s, unless told", function()
+    local agent = client:as_agent("bot", { ca_bundle = dir .. "/t.pem" })
+    assert.equal(195, agent.timeout)
+    agent:close()
+    local short = client:as_agent("bot", { ca_bundle = dir .. "/t.pem", timeout = 5 })
+    assert.equal(5, short.timeout)
+    short:close()
+  end)
+
   it("refuses bad arguments clearly", function()
     assert.has_error(function() client:gateway_env(42) end,
       "onecli: gateway_env: agent must be an identifier or id (a non-empty string) or nil")

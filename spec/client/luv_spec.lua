@@ -21,18 +21,7 @@ local function ms()
   return uv.hrtime() / 1e6
 end
 
--- Runs the loop until done() or `seconds` (a guard against a hang).
-local function run_until(done, seconds)
-  local guard, expired = uv.new_timer(), false
-  uv.update_time()      -- (the loop may not have run for a while)
-  guard:start(math.floor(seconds * 1000), 0, function() expired = true end)
-  while not done() and not expired do
-    uv.run("once")
-  end
-  guard:close()
-  uv.run("nowait")      -- let closing handles close
-  assert(done(), "the loop did not finish in " .. seconds .. " s")
-end
+local run_until = require("support.luv").run_until
 
 -- Every handle made through luv from now on (uv.walk also sees the
 -- guard timers; this counts only what was made after the call).

@@ -9,28 +9,13 @@
 -- luacheck: globals vim
 
 local observe = dofile(os.getenv("ONECLI_NVIM_ROOT") .. "/spec/nvim/observe.lua")
-local obs, finish, describe_error, ms = observe.obs, observe.finish, observe.describe_error, observe.ms
+local obs, finish, describe_error, ms, gap_meter =
+      observe.obs, observe.finish, observe.describe_error, observe.ms, observe.gap_meter
 
-local uv = vim.loop
 local SCENARIOS = {}
 local UPSTREAM = assert(os.getenv("ONECLI_UPSTREAM_URL"), "ONECLI_UPSTREAM_URL")
 local BUNDLE = assert(os.getenv("ONECLI_BUNDLE"), "ONECLI_BUNDLE")
 
--- A repeating timer of `period` ms that records its worst gap.
-local function gap_meter(period)
-  local last, worst, ticks = nil, 0, 0
-  local timer = uv.new_timer()
-  timer:start(period, period, function()
-    local now = ms()
-    if last then worst = math.max(worst, now - last) end
-    last, ticks = now, ticks + 1
-  end)
-  return {
-    worst = function() return worst end,
-    ticks = function() return ticks end,
-    stop = function() timer:stop(); timer:close() end,
-  }
-end
 
 -- The token never goes into the observations.
 local function untokened(s)

@@ -48,12 +48,6 @@ describe("being the agent from Neovim (nvim --headless)", function()
     client:close()
   end)
 
-  local function upstream_saw(path)
-    for _, r in ipairs(up:requests()) do
-      if r.path == path then return r end
-    end
-    return nil
-  end
 
   local function env()
     return { ONECLI_UPSTREAM_URL = up.url, ONECLI_GATEWAY_URL = srv.gateway_url,
@@ -75,7 +69,7 @@ describe("being the agent from Neovim (nvim --headless)", function()
       assert.matches("HTTP/1.1 200", obs.output, 1, true)
       assert.is_false(obs.callback_in_fast_event)
       assert.is_true(obs.ticks >= 20, "the editor's timer did not tick while the job ran")
-      local seen = assert(upstream_saw("/from-neovim"), "the upstream never saw the job's request")
+      local seen = assert(up:saw("/from-neovim"), "the upstream never saw the job's request")
       assert.equal(SECRET, seen.headers["x-api-key"])
       assert.is_nil(log:find("aoc_%x"), "a token in Neovim's output")
     end)
@@ -107,7 +101,7 @@ describe("being the agent from Neovim (nvim --headless)", function()
     assert.is_true(obs.worst_gap < 200, ("worst timer gap %.1f ms"):format(obs.worst_gap))
     assert.is_true(obs.ticks >= 20)
     assert.is_nil(obs.agent_text:find("aoc_", 1, true))
-    local seen = assert(upstream_saw("/held/from-neovim"))
+    local seen = assert(up:saw("/held/from-neovim"))
     assert.equal(SECRET, seen.headers["x-api-key"])
     assert.is_nil(log:find("aoc_%x"), "a token in Neovim's output")
   end)

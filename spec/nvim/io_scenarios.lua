@@ -5,8 +5,8 @@
 -- luacheck: globals vim
 
 local observe = dofile(os.getenv("ONECLI_NVIM_ROOT") .. "/spec/nvim/observe.lua")
-local obs, finish, describe_error, ms, median =
-      observe.obs, observe.finish, observe.describe_error, observe.ms, observe.median
+local obs, finish, describe_error, ms, median, gap_meter =
+      observe.obs, observe.finish, observe.describe_error, observe.ms, observe.median, observe.gap_meter
 
 local uv = vim.loop
 local SCENARIOS = {}
@@ -48,21 +48,6 @@ local function transport_active(t)
   return n
 end
 
--- A repeating timer of `period` ms that records its worst gap.
-local function gap_meter(period)
-  local last, worst, ticks = nil, 0, 0
-  local timer = uv.new_timer()
-  timer:start(period, period, function()
-    local now = ms()
-    if last then worst = math.max(worst, now - last) end
-    last, ticks = now, ticks + 1
-  end)
-  return {
-    worst = function() return worst end,
-    ticks = function() return ticks end,
-    stop = function() timer:stop(); timer:close() end,
-  }
-end
 
 -- Added latency: the same call through the blocking transport and through
 -- the Neovim one (callback), interleaved, 50 rounds after 3 warm-up ones.

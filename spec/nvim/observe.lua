@@ -116,6 +116,23 @@ function _M.describe_error(err)
   }
 end
 
+--- A repeating timer of `period` ms that records its worst gap:
+-- { worst(), ticks(), stop() }.
+function _M.gap_meter(period)
+  local last, worst, ticks = nil, 0, 0
+  local timer = vim.loop.new_timer()
+  timer:start(period, period, function()
+    local now = _M.ms()
+    if last then worst = math.max(worst, now - last) end
+    last, ticks = now, ticks + 1
+  end)
+  return {
+    worst = function() return worst end,
+    ticks = function() return ticks end,
+    stop = function() timer:stop(); timer:close() end,
+  }
+end
+
 --- Milliseconds since some fixed point (vim.loop.hrtime).
 function _M.ms()
   return vim.loop.hrtime() / 1e6

@@ -9,6 +9,7 @@
 --   local up = upstream.start{ lua = "lua5.4" }   -- a child process
 --   up.port, up.host, up.url  -- "http://127.0.0.1:PORT"
 --   up:requests()             -- every request received, oldest first
+--   up:saw(path)              -- the first request for path, or nil
 --   up:stop()                 -- idempotent
 --   upstream.serve{ host?, port?, port_file?, max_lifetime? }  -- blocks
 --
@@ -229,6 +230,14 @@ function Server:requests()
     timeout = 5 })
   if not res then error("upstream echo server: " .. tostring(err), 2) end
   return json.decode(res.body)
+end
+
+-- The first request received for `path` (an echo entry), or nil.
+function Server:saw(path)
+  for _, r in ipairs(self:requests()) do
+    if r.path == path then return r end
+  end
+  return nil
 end
 
 function Server:stop()
