@@ -14,6 +14,8 @@ local nginx = require("onecli.nginx")
 require("onecli.approvals")
 require("onecli.batch")
 local agent = require("onecli.agent")
+require("onecli.agent_run")
+require("onecli.gateway_agent")
 
 local pcall, error = pcall, error
 local is_error = core.is_error
